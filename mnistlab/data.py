@@ -25,6 +25,7 @@ import torch
 NAMES = ("mnist", "emnist-letters", "fashion-mnist")
 SPLITS = ("train", "test")
 SOURCES = ("auto", "download", "offline")
+DIGITS = [str(d) for d in range(10)]
 
 # Raw EMNIST letters are stored transposed, with labels 1..26 and an unused class 0 "N/A".
 # `.source` carries this mark while the data is raw, so code (and mnistlab.diagnose) can tell.
@@ -124,7 +125,7 @@ def _load_torchvision(name, split, download):
     }[name]
     try:
         ds = make(download=download)
-    except RuntimeError as error:  # torchvision says "Dataset not found" or "Error downloading"
+    except (RuntimeError, OSError) as error:  # "Dataset not found", "Error downloading", or a network error
         if not download:
             raise FileNotFoundError(f"{name} is not in {root}") from error
         raise OSError(
@@ -135,7 +136,9 @@ def _load_torchvision(name, split, download):
     source = f"torchvision {title} {len(ds.targets)}"
     if name == "emnist-letters":
         source += f" ({EMNIST_RAW})"
-    return Dataset(ds.data.contiguous(), ds.targets.long(), list(ds.classes), source)
+    # torchvision names the digits "0 - zero" ...; plain "0".."9", as the offline stand-in has them.
+    classes = list(DIGITS) if name == "mnist" else list(ds.classes)
+    return Dataset(ds.data.contiguous(), ds.targets.long(), classes, source)
 
 
 def _load_standin(name, split):

