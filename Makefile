@@ -22,8 +22,9 @@ $(VENV)/installed: pyproject.toml
 demo: venv
 	$(PY) -m grader demo
 
+# The test suite, then every reference solution executed by nbval.
 test: venv
-	MNISTLAB_QUIET=1 MPLBACKEND=Agg $(PY) -m pytest
+	MNISTLAB_QUIET=1 MPLBACKEND=Agg $(PY) -m pytest tests solutions --nbval-lax --nbval-cell-timeout=600 -p no:cacheprovider
 
 build: venv
 	$(PY) -m grader build

@@ -1,0 +1,132 @@
+"""The course is consistent: generated notebooks match source/, solutions pass, blanks fail.
+
+(nbval executes every reference solution separately: `make test` runs pytest over solutions/
+with --nbval-lax.)
+"""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from grader.build import assignments, tool_env
+from mnistlab import thresholds
+
+COURSE = Path(__file__).resolve().parent.parent
+ASSIGNMENTS = assignments(COURSE)
+EXPECTED = ["01-softmax", "02-svm-vs-logistic", "03-hidden-layer", "04-augmentation", "05-pitfalls"]
+
+
+def read(path):
+    return nbformat.read(path, as_version=4)
+
+
+def nbgrader(*args, cwd=COURSE):
+    done = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=cwd, capture_output=True, text=True,
+                          env=tool_env(), timeout=1800)
+    return done.stdout + done.stderr
+
+
+def grade_cells(notebook):
+    return [cell for cell in notebook.cells if cell.metadata.get("nbgrader", {}).get("grade")]
+
+
+def test_every_assignment_of_the_course_exists():
+    assert ASSIGNMENTS == EXPECTED, "source/ must hold the five assignments of the course"
+
+
+@pytest.fixture(scope="module")
+def regenerated(tmp_path_factory):
+    """Student versions generated afresh from source/, in a scratch copy of the course."""
+    scratch = tmp_path_factory.mktemp("course")
+    shutil.copy(COURSE / "nbgrader_config.py", scratch)
+    shutil.copytree(COURSE / "source", scratch / "source")
+    for name in ASSIGNMENTS:
+        output = nbgrader("generate_assignment", name, "--force", f"--db=sqlite:///{scratch / 'gb.db'}", cwd=scratch)
+        assert (scratch / "notebooks" / name / f"{name}.ipynb").exists(), output
+    return scratch / "notebooks"
+
+
+@pytest.mark.parametrize("name", ASSIGNMENTS)
+def test_student_version_is_in_sync_with_source(name, regenerated):
+    fresh = read(regenerated / name / f"{name}.ipynb")
+    committed = read(COURSE / "notebooks" / name / f"{name}.ipynb")
+    assert [(c.cell_type, c.source, c.metadata) for c in committed.cells] == \
+           [(c.cell_type, c.source, c.metadata) for c in fresh.cells], \
+        f"notebooks/{name} is out of date with source/{name}: run `make build` and commit the result"
+
+
+@pytest.mark.parametrize("name", ASSIGNMENTS)
+def test_solution_is_in_sync_with_source(name):
+    source = read(COURSE / "source" / name / f"{name}.ipynb")
+    solution = read(COURSE / "solutions" / name / f"{name}.ipynb")
+    assert [(c.cell_type, c.source) for c in solution.cells] == [(c.cell_type, c.source) for c in source.cells], \
+        f"solutions/{name} is out of date with source/{name}: run `make build` and commit the result"
+    executed = [c for c in solution.cells if c.cell_type == "code" and c.source.strip()]
+    assert all(c.get("execution_count") for c in executed), f"solutions/{name} was not executed: run `make build`"
+
+
+@pytest.mark.parametrize("name", ASSIGNMENTS)
+def test_student_version_hides_solutions_and_hidden_tests(name):
+    student = read(COURSE / "notebooks" / name / f"{name}.ipynb")
+    text = "\n".join(cell.source for cell in student.cells)
+    assert "BEGIN SOLUTION" not in text and "BEGIN HIDDEN TESTS" not in text
+    assert "YOUR CODE HERE" in text, "a student version must have exercises"
+    assert not any(cell.get("outputs") for cell in student.cells if cell.cell_type == "code")
+
+
+@pytest.mark.parametrize("name", ASSIGNMENTS)
+def test_every_assignment_has_hidden_tests_and_hand_graded_answers(name):
+    source = read(COURSE / "source" / name / f"{name}.ipynb")
+    tests = [c for c in grade_cells(source) if c.cell_type == "code"]
+    answers = [c for c in grade_cells(source) if c.cell_type == "markdown"]
+    assert tests and any("BEGIN HIDDEN TESTS" in c.source for c in tests)
+    assert answers, "the 'why' questions are markdown cells graded by hand"
+    assert all(c.metadata["nbgrader"].get("points", 0) > 0 for c in tests + answers)
+
+
+@pytest.mark.parametrize("name", ASSIGNMENTS)
+def test_graded_cells_of_the_solution_write_nothing_to_stderr(name):
+    """nbgrader gives 0 points to a test cell with any stderr output (a PyTorch warning is enough)."""
+    solution = read(COURSE / "solutions" / name / f"{name}.ipynb")
+    noisy = [cell.metadata["nbgrader"]["grade_id"] for cell in grade_cells(solution) if cell.cell_type == "code"
+             and any(o.output_type == "stream" and o.name == "stderr" or o.output_type == "error" for o in cell.outputs)]
+    assert not noisy, f"graded cells with stderr or errors in solutions/{name}: {noisy}"
+
+
+@pytest.mark.parametrize("name", ASSIGNMENTS)
+def test_nbgrader_validate_passes_the_solution(name):
+    output = nbgrader("validate", f"solutions/{name}/{name}.ipynb")
+    assert "Success! Your notebook passes all the tests." in output, output[-3000:]
+
+
+@pytest.mark.parametrize("name", ASSIGNMENTS)
+def test_nbgrader_validate_fails_every_test_of_the_blank_notebook(name):
+    output = nbgrader("validate", "--invert", f"notebooks/{name}/{name}.ipynb")
+    assert "Success! The notebook does not pass any tests." in output, output[-3000:]
+
+
+def test_thresholds_table_covers_offline_and_full_data():
+    assert {a for a, _ in thresholds.TABLE} == set(EXPECTED), "every assignment has graded thresholds"
+    for key, values in thresholds.TABLE.items():
+        assert set(values) == {"offline", "full"}, f"{key} needs an 'offline' and a 'full' value"
+        assert all(0 < v < 1 for v in values.values()), f"{key}: thresholds are accuracies (or gains) in (0, 1)"
+
+
+def test_every_threshold_is_used_by_a_notebook():
+    text = "\n".join(cell.source for name in ASSIGNMENTS
+                     for cell in read(COURSE / "source" / name / f"{name}.ipynb").cells)
+    unused = [f"{a}/{c}" for a, c in thresholds.TABLE if c not in text]
+    assert not unused, f"thresholds no notebook checks: {unused}"
+
+
+def test_threshold_lookup_says_what_is_known():
+    from mnistlab.data import Dataset
+    import torch
+
+    ds = Dataset(torch.zeros(1, 28, 28, dtype=torch.uint8), torch.zeros(1, dtype=torch.int64), ["0"], "offline stand-in")
+    with pytest.raises(KeyError, match="no threshold for 01-softmax/nonsense"):
+        thresholds.threshold("01-softmax", "nonsense", ds)
