@@ -35,10 +35,16 @@ def learning_curves(history, title=None):
     for ax in (ax_loss, ax_acc):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize="small")
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    if len(runs) == 1:
+        ax_loss.legend(fontsize="small")
+        ax_acc.legend(fontsize="small")
+        fig.tight_layout()
+    else:  # several runs: one legend below both plots, so it never hides a curve
+        handles, labels = ax_acc.get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize="small")
+        fig.tight_layout(rect=(0, 0.06 * -(-len(labels) // 4) + 0.02, 1, 1))
     plt.close(fig)
     return fig
 
