@@ -985,10 +985,9 @@ def overfitting(p):
     gap = last["train_acc"] - last["test_acc"]
     if not gap >= OVERFIT_INFO:
         return []
-    tests = [row["test_acc"] for row in history if "test_acc" in row]
-    best = max(range(len(tests)), key=tests.__getitem__)
+    best = max((row for row in history if "test_acc" in row), key=lambda row: row["test_acc"])
     evidence = {"train_acc": _num(last["train_acc"]), "test_acc": _num(last["test_acc"]), "gap": _num(gap),
-                "best_test_acc": _num(tests[best]), "best_epoch": best + 1}
+                "best_test_acc": _num(best["test_acc"]), "best_epoch": best.get("epoch", history.index(best) + 1)}
     size = ""
     if p.train_size is not None:
         evidence["train_size"] = p.train_size
@@ -1001,7 +1000,7 @@ def overfitting(p):
     why = (f"Train accuracy {last['train_acc']:.1%} vs test {last['test_acc']:.1%} (a gap of {gap:.1%}){size}: "
            "the model has memorised its training images more than it has learned what generalises.")
     fix = ("More training data, data augmentation, weight decay, or a smaller model; stop at the epoch with the best "
-           f"validation accuracy (here epoch {best + 1}).")
+           f"validation accuracy (here epoch {evidence['best_epoch']}).")
     return [Finding("overfitting", severity, evidence, why, fix)]
 
 

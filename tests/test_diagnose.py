@@ -478,3 +478,14 @@ def test_every_detector_teaches():
     for detector in DETECTORS:
         doc = detector.__doc__ or ""
         assert len(doc.split()) >= 25, f"{detector.__name__} needs a docstring that explains the pitfall"
+
+
+def test_overfitting_names_the_epoch_from_the_history_rows():
+    """Histories logged every few epochs keep their own epoch numbers: the best one is named by them."""
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
+    history = [{"epoch": e, "train_loss": 0.1, "train_acc": 1.0, "test_loss": 1.0, "test_acc": acc}
+               for e, acc in [(5, 0.70), (10, 0.80), (15, 0.75)]]
+    findings = diagnose(model, history=history, train_size=5000)
+    assert "overfitting" not in findings.skipped
+    assert findings.get("overfitting").evidence["best_epoch"] == 10
+    assert "epoch 10" in findings.get("overfitting").fix
