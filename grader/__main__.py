@@ -1,33 +1,92 @@
-"""Instructor tooling: `python -m grader COMMAND` (run from the course folder).
+"""Instructor tooling: `python -m grader COMMAND` (run from the course folder, or pass --course).
 
-    build   regenerate notebooks/ (student versions) and solutions/ (executed references) from source/
-    demo    the README's main job
+    build                 regenerate notebooks/ (student versions) and solutions/ (executed references) from source/
+    collect SOURCE        copy submissions (a <student>/<assignment>/ folder, or an LMS zip) into submitted/
+    autograde ASSIGNMENT  grade every submission in parallel (this machine's cores, or a Dask cluster)
+    export                grades.csv (per assignment) and exercises.csv (per graded cell)
+    demo                  the README's main job: a sample class, collected, autograded, exported
+
+Works on any nbgrader course folder (one with nbgrader_config.py and source/).
 """
 
 import argparse
 import sys
 
-from grader import build, solutions
+from grader import autograde, build, collect, export
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m grader", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
+
     p = commands.add_parser("build", help="regenerate notebooks/ and solutions/ from source/")
     p.add_argument("assignments", nargs="*", help="only these assignments (default: all)")
     p.add_argument("--course", default=".", help="the nbgrader course folder (default: here)")
     p.add_argument("--no-solutions", action="store_true", help="only the student versions")
-    p = commands.add_parser("demo", help="execute every reference solution and print a results table")
+
+    p = commands.add_parser("collect", help="copy submissions into the course's submitted/ folder")
+    p.add_argument("source", help="a folder <student>/<assignment>/*.ipynb, or an LMS .zip (needs --assignment)")
     p.add_argument("--course", default=".")
+    p.add_argument("--assignment", help="the assignment (required for a zip; for a folder: only this one)")
+    p.add_argument("--regexp", help="zip file names: FileNameCollectorPlugin.named_regexp with (?P<student_id>) "
+                                    f"and (?P<file_id>) (default: the course config's, else {collect.DEFAULT_REGEXP})")
+
+    p = commands.add_parser("autograde", help="grade every submission of ASSIGNMENT, in parallel and isolated")
+    p.add_argument("assignments", nargs="+", metavar="ASSIGNMENT", help="one or more assignments, graded in one pool")
+    p.add_argument("--course", default=".")
+    p.add_argument("--db", help="gradebook URL (default: the course's, sqlite:///<course>/gradebook.db); "
+                                "e.g. postgresql://user@host/course for a shared gradebook")
+    p.add_argument("--scheduler", help="address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786 "
+                                       "(default: a local cluster, one worker per core)")
+    p.add_argument("--workers", type=int, help="local workers (default: all cores)")
+    p.add_argument("--student", action="append", help="only this student (repeat for more)")
+    p.add_argument("--force", action="store_true", help="grade again even submissions graded and unchanged")
+    p.add_argument("--timeout", type=float, default=autograde.DEFAULT_TIMEOUT,
+                   help=f"wall-time limit per submission in seconds (default {autograde.DEFAULT_TIMEOUT})")
+    p.add_argument("--cell-timeout", type=int,
+                   help="time limit per cell in seconds (default: the course's Execute.timeout, nbgrader's 30 s if unset)")
+    p.add_argument("--memory", default=autograde.DEFAULT_MEMORY,
+                   help=f"memory limit per submission, its kernel included (default {autograde.DEFAULT_MEMORY})")
+    p.add_argument("--allow-network", action="store_true", help="let notebooks use the network (default: none)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    p = commands.add_parser("export", help="grades.csv and exercises.csv from the gradebook")
+    p.add_argument("--course", default=".")
+    p.add_argument("--db")
+    p.add_argument("--to", default="exports", help="output folder (default: <course>/exports)")
+    p.add_argument("--assignment", action="append", help="only this assignment (repeat for more)")
+
+    p = commands.add_parser("demo", help="a sample class for every assignment: collect, autograde, export, table")
+    p.add_argument("--course", default=".", help="the course whose source/ to use (it is not modified)")
+    p.add_argument("--scratch", default="build/demo-course", help="where the demo course is made (default build/demo-course)")
+    p.add_argument("--workers", type=int)
+    p.add_argument("--cell-timeout", type=int, default=None, help="cell time limit (default: see grader/demo.py)")
+    p.add_argument("--assignment", action="append", help="only this assignment (repeat for more)")
     args = parser.parse_args(argv)
 
     if args.command == "build":
         build.build(args.course, args.assignments or None, solutions=not args.no_solutions)
+    elif args.command == "collect":
+        collect.collect(args.source, args.course, args.assignment, args.regexp)
+    elif args.command == "autograde":
+        results = autograde.autograde_many(args.assignments, args.course, db=args.db, scheduler=args.scheduler,
+                                      workers=args.workers, force=args.force, students=args.student,
+                                      timeout=args.timeout, memory=args.memory, cell_timeout=args.cell_timeout,
+                                      allow_network=args.allow_network, progress=not args.no_progress)
+        graded = [r for r in results.values() if r["status"] == "graded"]
+        print(f"{len(graded)} of {len(results)} submission(s) graded; "
+              f"{len(results) - len(graded)} could not be (scored 0, reason above)")
+        if args.student and set(args.student) - {s for _, s in results}:
+            print(f"no submission from {', '.join(sorted(set(args.student) - {s for _, s in results}))}: run `collect` first")
+            return 1
+    elif args.command == "export":
+        export.export(args.course, args.db, args.to, args.assignment)
     elif args.command == "demo":
-        rows = solutions.run_all(args.course)
-        print(solutions.format_table(rows))
-        return 1 if any(row["error"] for row in rows) else 0
+        from grader import demo
+
+        return demo.main(args.course, args.scratch, workers=args.workers, cell_timeout=args.cell_timeout,
+                         only=args.assignment)
     return 0
 
 

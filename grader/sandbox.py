@@ -1,0 +1,309 @@
+"""Run one `nbgrader autograde` in a sandbox: its own process, no network, a read-only file system, limits.
+
+Starting Python and importing nbgrader takes seconds, more than many notebooks need to run. So each
+grading process (a Dask worker) keeps a small *zygote*: a helper process that imported nbgrader once
+(`python -m grader.sandbox`) and then forks one fresh child per submission. The child
+
+  1. starts a new session, so that it and everything it starts can be found and killed together;
+  2. moves into a new, empty network namespace (only a loopback, which the Jupyter kernel needs to
+     talk to nbgrader): the student's code cannot reach the network;
+  3. moves into a new mount namespace where every file system is read-only except its scratch
+     course: it cannot write the gradebook, the course source or another student's files;
+  4. gives up all its capabilities (even as root it cannot undo 2 and 3);
+  5. runs `nbgrader autograde ASSIGNMENT --student STUDENT` in the scratch course, in-process.
+
+The worker watches the child from outside (`Zygote.run`): the resident memory of its whole process
+tree (nbgrader and the student's kernel) and the wall time. Over a limit, the tree is killed and the
+reason returned. Per-cell time limits are nbgrader's own (`Execute.timeout`): a cell that runs too
+long is interrupted and scores 0, the rest of the notebook still runs.
+"""
+
+import contextlib
+import ctypes
+import fcntl
+import json
+import os
+import re
+import select
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+
+import psutil
+
+CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWNET = 0x00020000, 0x10000000, 0x40000000
+
+
+# --- inside the child -------------------------------------------------------------------------
+
+def libc_call(name, *args):
+    """Call a libc function; raise OSError with its errno when it fails."""
+    function = getattr(ctypes.CDLL(None, use_errno=True), name)
+    if function(*args) != 0:
+        error = ctypes.get_errno()
+        raise OSError(error, f"{name}: {os.strerror(error)}")
+
+
+def new_namespaces(network=True):
+    """Give this process its own mount (and network) namespace, as root or via a user namespace."""
+    uid, gid, flags = os.getuid(), os.getgid(), CLONE_NEWNS | (CLONE_NEWNET if network else 0)
+    if uid == 0:
+        libc_call("unshare", flags)
+    else:  # without root: a user namespace gives the capabilities to own the others
+        libc_call("unshare", CLONE_NEWUSER | flags)
+        Path("/proc/self/setgroups").write_text("deny")
+        Path("/proc/self/uid_map").write_text(f"{uid} {uid} 1")
+        Path("/proc/self/gid_map").write_text(f"{gid} {gid} 1")
+
+
+def loopback_up():
+    """The kernel and nbgrader talk over TCP on 127.0.0.1: bring the new namespace's `lo` up
+    (what `ip link set lo up` does: read the interface flags, add IFF_UP, write them back)."""
+    SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        request = struct.pack("16sH22x", b"lo", 0)
+        flags = struct.unpack("16sH22x", fcntl.ioctl(s, SIOCGIFFLAGS, request))[1]
+        fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sH22x", b"lo", flags | IFF_UP))
+
+
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 8, 32, 4096, 16384, 1 << 18
+KEEP = {"nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC, "noatime": 1024, "nodiratime": 2048,
+        "relatime": 1 << 21}
+
+
+def read_only_except(scratch):
+    """Make every file system read-only in this mount namespace, except the scratch course.
+
+    /proc, /sys and /dev (devices, /dev/shm) stay as they are. Nothing propagates back to the host.
+    """
+    libc_call("mount", None, b"/", None, ctypes.c_ulong(MS_REC | MS_PRIVATE), None)
+    libc_call("mount", scratch.encode(), scratch.encode(), None, ctypes.c_ulong(MS_BIND), None)
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields = line.split()
+        point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])
+        if point == scratch or point.split("/")[1] in ("proc", "sys", "dev"):
+            continue
+        flags = sum(KEEP.get(option, 0) for option in fields[5].split(","))
+        try:
+            libc_call("mount", None, point.encode(), None, ctypes.c_ulong(MS_REMOUNT | MS_BIND | MS_RDONLY | flags), None)
+        except OSError:
+            if point == "/":
+                raise
+
+
+def drop_capabilities():
+    """Give up every capability, for good: the student's code, even running as root, can no longer
+    mount (undo the read-only file systems), enter other namespaces or bypass file permissions."""
+    PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 24, 38
+    libc = ctypes.CDLL(None, use_errno=True)
+    for capability in range(64):  # the bounding set: what a later execve() could give back
+        if libc.prctl(PR_CAPBSET_DROP, capability, 0, 0, 0) != 0:
+            break  # past the last capability this kernel knows
+    header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
+    nothing = (ctypes.c_uint32 * 6)()  # effective, permitted, inheritable: all empty
+    libc_call("capset", header, nothing)
+    libc_call("prctl", PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+
+
+def isolate(scratch, network=True):
+    """Sandbox this process (see the module docstring). Returns what was done, in words."""
+    try:
+        new_namespaces(network)
+    except OSError as error:
+        return {"network": f"not isolated ({error})", "filesystem": f"not protected ({error})"}
+    done = {}
+    try:
+        read_only_except(scratch)
+        done["filesystem"] = "read-only except the scratch course"
+    except OSError as error:
+        done["filesystem"] = f"not protected ({error})"
+    if network:
+        loopback_up()
+    done["network"] = "isolated (own network namespace, loopback only)" if network else "not isolated (--allow-network)"
+    drop_capabilities()
+    return done
+
+
+def run_job(job):
+    """In the forked child: sandbox this process, then run nbgrader. Returns an exit code."""
+    os.setsid()
+    scratch = job["scratch"]
+    log = os.open(os.path.join(scratch, "nbgrader.log"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+    sandbox = isolate(scratch, network=job.get("isolate_network", True))
+    Path(scratch, "sandbox.json").write_text(json.dumps(sandbox))
+    home = os.path.join(scratch, "home")
+    os.makedirs(home, exist_ok=True)
+    # Everything Jupyter, IPython and matplotlib write goes into the scratch folder; no proxies.
+    for key in [k for k in os.environ if k.lower().endswith("_proxy")]:
+        del os.environ[key]
+    os.environ.update(HOME=home, TMPDIR=home, JUPYTER_RUNTIME_DIR=os.path.join(home, "runtime"),
+                      IPYTHONDIR=os.path.join(home, "ipython"), MPLCONFIGDIR=os.path.join(home, "mpl"))
+    os.chdir(scratch)
+    sys.stdout = open(1, "w", buffering=1, closefd=False)
+    sys.stderr = open(2, "w", buffering=1, closefd=False)
+
+    from nbgrader.apps.nbgraderapp import NbGraderApp
+
+    sys.argv = ["nbgrader", *job["argv"]]
+    code = 0
+    try:
+        NbGraderApp.launch_instance()
+    except SystemExit as stop:
+        code = stop.code if isinstance(stop.code, int) else 1
+    save_scores(job)
+    return code
+
+
+def save_scores(job):
+    """Read what nbgrader wrote into the scratch gradebook and save it as scores.json."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    with Gradebook(job["db_url"], job["course_id"]) as gb:
+        try:
+            submission = gb.find_submission(job["assignment"], job["student"])
+        except MissingEntry:
+            return
+        notebooks = [{
+            "name": nb.name,
+            "late_submission_penalty": nb.late_submission_penalty,
+            "grades": [{"name": g.name, "auto_score": g.auto_score, "max_score": g.max_score,
+                        "needs_manual_grade": g.needs_manual_grade} for g in nb.grades],
+            "comments": [{"name": c.name, "auto_comment": c.auto_comment} for c in nb.comments],
+        } for nb in submission.notebooks]
+        timestamp = submission.timestamp.isoformat() if submission.timestamp else None
+    Path(job["scratch"], "scores.json").write_text(json.dumps({"timestamp": timestamp, "notebooks": notebooks}))
+
+
+def die_with_parent():
+    """Ask Linux to kill this process when its parent dies (a killed Dask worker leaves nothing behind)."""
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def serve():
+    """The zygote: import nbgrader once, then fork one child per job read from stdin."""
+    die_with_parent()
+    import nbgrader.apps.nbgraderapp  # noqa: F401 (the point: children start with it imported)
+    import nbgrader.api  # noqa: F401
+
+    for line in sys.stdin:
+        job = json.loads(line)
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                die_with_parent()
+                code = run_job(job)
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                sys.stdout.flush() if sys.stdout else None
+                os._exit(code)
+        print(json.dumps({"pid": pid}), flush=True)
+        _, status = os.waitpid(pid, 0)
+        print(json.dumps({"pid": pid, "exitcode": os.waitstatus_to_exitcode(status)}), flush=True)
+
+
+# --- in the Dask worker -----------------------------------------------------------------------
+
+class Zygote:
+    """A `python -m grader.sandbox` helper process; `run` grades one job in a fresh sandboxed child."""
+
+    def __init__(self):
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parent.parent), os.environ.get("PYTHONPATH", "")]))
+        self.process = subprocess.Popen([sys.executable, "-m", "grader.sandbox"], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, env=env)
+        self.pending = b""
+
+    def message(self, timeout=None):
+        """The zygote's next JSON line, or None if none came within `timeout` seconds."""
+        while b"\n" not in self.pending:  # read the pipe ourselves: a buffered reader would hide lines from select
+            if not select.select([self.process.stdout], [], [], timeout)[0]:
+                return None
+            chunk = os.read(self.process.stdout.fileno(), 65536)
+            if not chunk:
+                raise RuntimeError(f"the grading helper process (zygote) exited with code {self.process.wait()}")
+            self.pending += chunk
+        line, self.pending = self.pending.split(b"\n", 1)
+        return json.loads(line)
+
+    def alive(self):
+        return self.process.poll() is None
+
+    def run(self, job, wall_time, memory_bytes, poll=0.1):
+        """Run `job`; returns (exit code or None, reason it was killed or None, peak memory in bytes)."""
+        self.process.stdin.write(json.dumps(job).encode() + b"\n")
+        self.process.stdin.flush()
+        pid = self.message()["pid"]
+        start, peak, reason, seen = time.monotonic(), 0, None, {}
+        while True:
+            done = self.message(timeout=poll)
+            if done:
+                exitcode = done["exitcode"]
+                break
+            tree = process_tree(pid)
+            seen.update({p.pid: p for p in tree})
+            rss = sum(memory_of(p) for p in tree)
+            peak = max(peak, rss)
+            if reason is None and rss > memory_bytes:
+                reason = f"memory limit: the notebook used {rss / 2**20:.0f} MiB > {memory_bytes / 2**20:.0f} MiB and was killed"
+            elif reason is None and time.monotonic() - start > wall_time:
+                reason = f"wall-time limit: still running after {wall_time:.0f} s and was killed"
+            if reason:
+                kill(tree)
+        kill([p for p in seen.values() if p.is_running()])  # leftovers (a kernel that outlived nbgrader)
+        return (None if reason else exitcode), reason, peak
+
+
+def process_tree(pid):
+    try:
+        parent = psutil.Process(pid)
+        return [parent, *parent.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def memory_of(process):
+    try:
+        return process.memory_info().rss
+    except psutil.Error:
+        return 0
+
+
+def kill(processes):
+    for process in processes:
+        try:
+            process.kill()  # psutil checks that the pid still belongs to the same process
+        except psutil.Error:
+            pass
+
+
+_idle, _lock = [], threading.Lock()
+
+
+@contextlib.contextmanager
+def zygote():
+    """A zygote for one job: an idle one of this process (e.g. started by a warm-up), else a new one."""
+    with _lock:
+        ready = [z for z in _idle if z.alive()]
+        _idle[:] = ready[1:]
+    helper = ready[0] if ready else Zygote()
+    try:
+        yield helper
+    finally:
+        if helper.alive():
+            with _lock:
+                _idle.append(helper)
+
+
+if __name__ == "__main__":
+    serve()
