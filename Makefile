@@ -31,6 +31,8 @@ build: venv
 
 bench: venv
 	$(PY) bench/bench_train.py
+	$(PY) bench/bench_augment.py
+	$(PY) bench/bench_grader.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
