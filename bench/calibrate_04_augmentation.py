@@ -23,10 +23,10 @@ import warnings
 
 os.environ.setdefault("MNISTLAB_QUIET", "1")
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 import torchvision.transforms.v2 as v2  # noqa: E402
 from torch import nn  # noqa: E402
 
+from bench_augment import random_affine  # noqa: E402  (the notebook's exercise 1, batched per image)
 from mnistlab import data, thresholds, train  # noqa: E402
 
 EPOCHS, BATCH_SIZE, LR, MOMENTUM = 30, 32, 0.05, 0.9  # the notebook's: notebook 03's 150-image runs, tuned SGD
@@ -44,18 +44,6 @@ def run(full_train, test, augment, seed):
     optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
     train.fit(model, small, optimizer=optimizer, epochs=EPOCHS, batch_size=BATCH_SIZE, augment=augment, quiet=True)
     return train.evaluate(model, test)[1]
-
-
-def random_affine(x, degrees=0.0, translate=0.0, scale=(1.0, 1.0)):
-    """The notebook's exercise 1: a random rotation, shift and zoom per image, in one batched operation."""
-    n = len(x)
-    angle = torch.empty(n, device=x.device).uniform_(-degrees, degrees) * math.pi / 180
-    zoom = torch.empty(n, device=x.device).uniform_(*scale)
-    shift = torch.empty(n, 2, device=x.device).uniform_(-2 * translate, 2 * translate)
-    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
-    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, align_corners=False)
 
 
 BLUR = v2.GaussianBlur(kernel_size=9, sigma=(0.1, 5.0))
