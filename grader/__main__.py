@@ -4,6 +4,8 @@
     collect SOURCE        copy submissions (a <student>/<assignment>/ folder, or an LMS zip) into submitted/
     autograde ASSIGNMENT  grade every submission in parallel (this machine's cores, or a Dask cluster)
     export                grades.csv (per assignment) and exercises.csv (per graded cell)
+    feedback ASSIGNMENT   per-student HTML feedback (nbgrader's, without hidden tests; grader's figures and diagnosis)
+    report ASSIGNMENT     one HTML class report per assignment: scores, pitfalls, run times, flagged submissions
     demo                  the README's main job: a sample class, collected, autograded, exported
 
 Works on any nbgrader course folder (one with nbgrader_config.py and source/).
@@ -57,6 +59,18 @@ def main(argv=None):
     p.add_argument("--to", default="exports", help="output folder (default: <course>/exports)")
     p.add_argument("--assignment", action="append", help="only this assignment (repeat for more)")
 
+    p = commands.add_parser("feedback", help="per-student HTML feedback into <course>/feedback/")
+    p.add_argument("assignments", nargs="+", metavar="ASSIGNMENT")
+    p.add_argument("--course", default=".")
+    p.add_argument("--db", help="gradebook URL (default: the course's)")
+    p.add_argument("--student", action="append", help="only this student (repeat for more)")
+
+    p = commands.add_parser("report", help="one HTML class report per assignment into <course>/reports/")
+    p.add_argument("assignments", nargs="+", metavar="ASSIGNMENT")
+    p.add_argument("--course", default=".")
+    p.add_argument("--db", help="gradebook URL (default: the course's)")
+    p.add_argument("--to", default="reports", help="output folder (default: <course>/reports)")
+
     p = commands.add_parser("demo", help="a sample class for every assignment: collect, autograde, export, table")
     p.add_argument("--course", default=".", help="the course whose source/ to use (it is not modified)")
     p.add_argument("--scratch", default="build/demo-course", help="where the demo course is made (default build/demo-course)")
@@ -82,6 +96,17 @@ def main(argv=None):
             return 1
     elif args.command == "export":
         export.export(args.course, args.db, args.to, args.assignment)
+    elif args.command == "feedback":
+        from grader import feedback
+
+        for assignment in args.assignments:
+            pages = feedback.feedback(assignment, args.course, args.db, args.student)
+            print(f"{assignment}: feedback for {len(pages)} student(s) in {args.course}/feedback/<student>/{assignment}/")
+    elif args.command == "report":
+        from grader import report
+
+        for assignment in args.assignments:
+            print(f"wrote {report.report(assignment, args.course, args.db, args.to)}")
     elif args.command == "demo":
         from grader import demo
 

@@ -14,6 +14,10 @@ nbgrader does the grading; this module only orchestrates it:
 - As each task finishes, the coordinator copies the notebook into autograded/ and the scores into
   the course's gradebook (nbgrader's Gradebook API), one submission at a time: no concurrent
   writers, and whatever was graded is kept if the run is interrupted.
+- After nbgrader, a second sandboxed child that never ran student code re-measures every accuracy check
+  from the models the notebook handed in (grader/clean.py, grader/checks.py): a failed clean check
+  scores its cell 0, whatever the kernel said, and disagreements flag the submission. Submitted
+  notebooks are also read for lines that replace library functions (grader/integrity.py).
 - A submission that crashed, ran out of time or memory scores 0 for what it lost, with the reason
   recorded in the gradebook (as the cells' automatic comment) and in autograded/<s>/<a>/.grader.json.
 - .grader.json also keeps a hash of the submitted files and the assignment's source: a re-run skips

@@ -73,7 +73,7 @@ def read_claim(folder, name):
         claim = json.loads(path.read_text())
         claimed = float(claim["claimed"])
         findings = claim.get("findings")
-        return {"claimed": claimed if math.isfinite(claimed) else None,
+        return {"claimed": claimed if math.isfinite(claimed) else None, "data": str(claim.get("data", "")),
                 "models": int(claim.get("models", 1)),
                 "findings": findings if isinstance(findings, list) else None}
     except (OSError, ValueError, KeyError, TypeError):
@@ -103,8 +103,11 @@ def score_check(folder, assignment, name, check, without=None):
               "claimed": None, "clean": None, "pool": None, "passed": False, "reason": None, "findings": None,
               "kind": check.kind, "flag": None}
     claim = read_claim(folder, handin_name)
+    flags = []
     if claim and handin_name == name:
         result["claimed"], result["findings"] = claim["claimed"], claim["findings"]
+        if claim["data"] != test.source:
+            flags.append(f"{name}: the notebook measured it on {claim['data'][:80]!r}, not on {test.source!r}")
     try:
         models = load_models(folder, handin_name, claim["models"] if claim else 1)
     except FileNotFoundError:
@@ -113,7 +116,7 @@ def score_check(folder, assignment, name, check, without=None):
         return result
     except handin.UnsafeArtifact as error:
         result["reason"] = f"the handed-in model was refused: {error}"
-        result["flag"] = f"{name}: handed-in file refused ({error})"
+        result["flag"] = "; ".join(flags + [f"{name}: handed-in file refused ({error})"])
         return result
 
     with warnings.catch_warnings():
@@ -130,6 +133,7 @@ def score_check(folder, assignment, name, check, without=None):
                     result["pool"] = statistics.mean(accuracy(m, every_nth(check.pool(), POOL_SIZE)) for m in models)
         except Exception as error:  # a graph that does not run on the grader's data
             result["reason"] = f"the handed-in model does not run on the test images: {type(error).__name__}: {str(error)[:300]}"
+            result["flag"] = "; ".join(flags) or None
             return result
 
     unit = "points" if check.kind == "gain" else ""
@@ -141,10 +145,10 @@ def score_check(folder, assignment, name, check, without=None):
         result["passed"] = False
         result["reason"] = (f"the model scores {result['clean']:.1%} on the test images but only {result['pool']:.1%} "
                             "on the training images: it was fit to the test set, which a test must never see")
-        result["flag"] = f"{name}: trained on the test set? test {result['clean']:.1%} vs training images {result['pool']:.1%}"
+        flags.append(f"{name}: trained on the test set? test {result['clean']:.1%} vs training images {result['pool']:.1%}")
     if result["claimed"] is not None and abs(result["claimed"] - result["clean"]) > TOLERANCE[check.kind]:
-        disagreement = f"{name}: the notebook measured {shown(result['claimed'])}, the grader {shown(result['clean'])}"
-        result["flag"] = "; ".join(filter(None, [result["flag"], disagreement]))
+        flags.append(f"{name}: the notebook measured {shown(result['claimed'])}, the grader {shown(result['clean'])}")
+    result["flag"] = "; ".join(flags) or None
     return result
 
 

@@ -2,15 +2,20 @@
 
 Starting Python and importing nbgrader takes seconds, more than many notebooks need to run. So each
 grading process (a Dask worker) keeps a small *zygote*: a helper process that imported nbgrader once
-(`python -m grader.sandbox`) and then forks one fresh child per submission. The child
+(`python -m grader.sandbox`) and then forks one fresh child per job. For an autograde job the child
 
   1. starts a new session, so that it and everything it starts can be found and killed together;
   2. moves into a new, empty network namespace (only a loopback, which the Jupyter kernel needs to
      talk to nbgrader): the student's code cannot reach the network;
   3. moves into a new mount namespace where every file system is read-only except its scratch
      course: it cannot write the gradebook, the course source or another student's files;
-  4. gives up all its capabilities (even as root it cannot undo 2 and 3);
+  4. points Jupyter's kernel spec "python3" at grader/jail.py, which starts the student's kernel in
+     its own PID namespace, with the gradebook, the hidden tests, the course folder and the other
+     scratch courses covered, and with no capabilities left (so it cannot undo any of this);
   5. runs `nbgrader autograde ASSIGNMENT --student STUDENT` in the scratch course, in-process.
+
+A score job (grader/clean.py: re-measure the handed-in models) gets steps 1-3 and gives up all its
+capabilities too; it never runs student code, only loads the models as data.
 
 The worker watches the child from outside (`Zygote.run`): the resident memory of its whole process
 tree (nbgrader and the student's kernel) and the wall time. Over a limit, the tree is killed and the

@@ -1,0 +1,466 @@
+"""`python -m grader feedback ASSIGNMENT`: one HTML page per student and notebook, safe to hand out.
+
+The pages are nbgrader's own feedback (its GenerateFeedback converter: the student's notebook with
+the score of every graded cell, read from the gradebook). But an autograded notebook is not safe to
+show as it is: its test cells hold the hidden tests (nbgrader restores them before it runs the
+notebook), their outputs may print hidden data, and a student's own cell can print them too (the
+kernel keeps every cell's source in `In`). So nbgrader is run on *sanitized copies*, in a throw-away
+course folder that shares the real gradebook; autograded/ is never modified.
+
+Each copy goes through a pipeline of small steps, like nbgrader's preprocessors, each with one job:
+
+  report_results      test cells: their outputs are replaced by one result block (passed or failed,
+                      the grader's own figure of each accuracy check vs its threshold, the reason and
+                      the diagnose findings when it failed, the error when visible code raised it)
+  strip_hidden_tests  test cells: the lines between BEGIN / END HIDDEN TESTS are removed
+  redact_hidden_code  every cell: a line of hidden test code found in a source or an output is
+                      replaced by "[hidden test code removed]" (defense in depth)
+  keep_known_metadata only the metadata nbconvert and nbgrader need (nothing a student stashed there)
+  add_header          a first cell saying how to read the page
+
+report_results runs first: whether an error came from the visible part of a cell is read from the
+cell's source as it ran, hidden tests included. A last check reads the finished HTML page and refuses
+to write it (LeakError) if a line of hidden test code is still in it.
+
+A submission the grader could not run (status "failed" in its .grader.json) gets a short page with
+the reason and the score instead: nothing of its notebook is shown.
+"""
+
+import copy
+import html
+import json
+import re
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_markdown_cell, new_output
+
+from grader.autograde import RECORD, course_directory
+
+BEGIN, END = "BEGIN HIDDEN TESTS", "END HIDDEN TESTS"  # nbgrader's ClearHiddenTests delimiters
+REDACTED = "[hidden test code removed]"
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # terminal colour codes (IPython colours tracebacks)
+MIN_SECRET = 12  # a line of hidden test code counts as a secret from this many non-space characters
+HEADER = (
+    "**Your feedback.** The score of each graded cell is above, next to its link. Each test cell below "
+    "shows its result instead of its output, and the hidden tests are not shown. The accuracy checks "
+    "were measured again by the grader, in a clean process, on its own copy of the data: the figure "
+    "that counts is the grader's, not the one your notebook printed."
+)
+
+
+class LeakError(RuntimeError):
+    """A finished feedback page still contains hidden test code: it was not written."""
+
+
+# --- what must never reach a student -----------------------------------------------------------
+
+def hidden_line_numbers(source, begin=BEGIN, end=END):
+    """The 1-based numbers of the lines of `source` inside hidden test regions, markers included.
+
+    The same rule as nbgrader's ClearHiddenTests: a line containing `begin` opens a region, one
+    containing `end` closes it. A region left open runs to the end of the cell (nbgrader would
+    have refused it; here the safe side is to hide more).
+    """
+    hidden, inside = set(), False
+    for number, line in enumerate(source.split("\n"), 1):
+        if begin in line:
+            inside = True
+        if inside:
+            hidden.add(number)
+        if end in line:
+            inside = False
+    return hidden
+
+
+def is_test_cell(cell):
+    """An autograder test cell: a code cell that nbgrader grades (not a student's answer)."""
+    meta = cell.get("metadata", {}).get("nbgrader", {})
+    return cell.cell_type == "code" and bool(meta.get("grade")) and not meta.get("solution")
+
+
+def secret_lines(masters):
+    """The lines of hidden test code in the master notebooks that are worth looking for.
+
+    A line counts when it has at least MIN_SECRET non-space characters and appears nowhere outside
+    the hidden regions (a line the students can see anyway is no secret). Returns them stripped,
+    longest first (so a long line is redacted before a shorter one that it contains).
+    """
+    hidden, visible = set(), set()
+    for nb in masters:
+        for cell in nb.cells:
+            numbers = hidden_line_numbers(cell.source)
+            for number, line in enumerate(cell.source.split("\n"), 1):
+                (hidden if number in numbers else visible).add(line.strip())
+    secrets = {line for line in hidden - visible if len("".join(line.split())) >= MIN_SECRET}
+    return sorted(secrets, key=lambda line: (-len(line), line))
+
+
+def secret_patterns(secrets):
+    """One regular expression per secret line that also matches it re-spaced (e.g. re-indented)."""
+    return [re.compile(r"\s+".join(re.escape(word) for word in line.split())) for line in secrets]
+
+
+# --- the sanitizing pipeline: each step takes (notebook, context) and returns the notebook -------
+
+@dataclass
+class Context:
+    """What the steps know about one notebook of one submission."""
+
+    student: str
+    notebook: str
+    secrets: list  # secret_lines() of the assignment
+    scores: dict = field(default_factory=dict)  # {grade_id: (score, max_score)} from the gradebook
+    record: dict = field(default_factory=dict)  # the submission's .grader.json
+    kinds: dict = field(default_factory=dict)  # {check name: "accuracy" | "gain"}
+
+    def __post_init__(self):
+        self.patterns = secret_patterns(self.secrets)
+        self.html_patterns = secret_patterns([html.escape(line) for line in self.secrets])  # as text/html shows them
+
+
+def report_results(nb, ctx):
+    """Replace the outputs of every test cell by one result block (see result_block)."""
+    checks = ctx.record.get("checks") or []
+    notes = ctx.record.get("cell_notes") or {}
+    for cell in nb.cells:
+        if not is_test_cell(cell):
+            continue
+        grade_id = cell.metadata.nbgrader.get("grade_id")
+        errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+        errors.sort(key=lambda o: o.get("ename") != "CellTimeoutError")  # a time-out says most, when there is one
+        error = visible_error(cell, errors[0]) if errors else None
+        cell.outputs = [result_block(ctx.scores.get(grade_id), [c for c in checks if c.get("cell") == grade_id],
+                                     error, notes.get(grade_id), bool(errors), ctx.kinds)]
+    return nb
+
+
+def strip_hidden_tests(nb, ctx):
+    """Remove the hidden test regions (markers included) from every graded cell's source."""
+    for cell in nb.cells:
+        if cell.get("metadata", {}).get("nbgrader", {}).get("grade"):
+            hidden = hidden_line_numbers(cell.source)
+            cell.source = "\n".join(line for number, line in enumerate(cell.source.split("\n"), 1) if number not in hidden)
+    return nb
+
+
+def redact_hidden_code(nb, ctx):
+    """Replace every line of hidden test code found in any source or output by REDACTED."""
+    for cell in nb.cells:
+        cell.source = redact(cell.source, ctx.patterns)
+        for output in cell.get("outputs", []):
+            if "text" in output:
+                output.text = redact(output.text, ctx.patterns)
+            for key in ("ename", "evalue"):
+                if key in output:
+                    output[key] = redact(output[key], ctx.patterns)
+            if "traceback" in output:
+                output.traceback = [redact(line, ctx.patterns) for line in output.traceback]
+            for mime, value in output.get("data", {}).items():
+                if isinstance(value, str) and not mime.startswith("image/"):
+                    extra = ctx.html_patterns if mime == "text/html" else []
+                    output.data[mime] = redact(value, ctx.patterns + extra)
+    return nb
+
+
+def redact(text, patterns):
+    if isinstance(text, list):  # nbformat allows multi-line strings as lists of lines
+        text = "".join(text)
+    plain = ANSI.sub("", text)
+    if any(pattern.search(plain) for pattern in patterns):  # colour codes can split a line: redact the plain text
+        text = plain
+    for pattern in patterns:
+        text = pattern.sub(REDACTED, text)
+    return text
+
+
+def keep_known_metadata(nb, ctx):
+    """Keep only the metadata nbconvert and nbgrader read: a student could stash anything in the
+    rest, and nbconvert copies some of it (e.g. widget state) into the page."""
+    nb.metadata = nbformat.from_dict({k: v for k, v in nb.metadata.items() if k in ("kernelspec", "language_info")})
+    for cell in nb.cells:
+        cell.metadata = nbformat.from_dict({k: v for k, v in cell.metadata.items() if k == "nbgrader"})
+    return nb
+
+
+def add_header(nb, ctx):
+    """A first cell that says how to read the page."""
+    nb.cells.insert(0, new_markdown_cell(HEADER))
+    return nb
+
+
+PIPELINE = (report_results, strip_hidden_tests, redact_hidden_code, keep_known_metadata, add_header)
+
+
+def sanitize(nb, ctx, steps=None):
+    """A copy of the autograded notebook `nb`, run through each step (default: PIPELINE) in turn."""
+    nb = copy.deepcopy(nb)
+    for step in steps or PIPELINE:
+        nb = step(nb, ctx)
+    return nb
+
+
+# --- the result block of a test cell -----------------------------------------------------------
+
+# How IPython names a frame in a notebook cell: (execution count, line number)
+FRAMES = (
+    re.compile(r"Cell In\[(\d+)\], line (\d+)"),  # IPython >= 8.5
+    re.compile(r"Input In \[(\d+)\], in <cell line: (\d+)>"),  # IPython 8.0 - 8.4
+    re.compile(r"<ipython-input-(\d+)-[0-9a-f]+>[^\n]*\n(?:.*\n)*?-+> ?(\d+)"),  # IPython 7: "----> 3" marks the line
+)
+
+
+def visible_error(cell, error):
+    """"ename: evalue" when the error was raised by the visible part of the cell, else None.
+
+    The traceback's frames that point into this cell ("Cell In[N], line L", or older IPython's
+    "<ipython-input-N-...>" with "----> L") must all be on visible lines: an error raised inside
+    hidden test code, or in a function defined there, says nothing a student may see.
+    """
+    if error.get("ename") == "CellTimeoutError":  # nbgrader's own: the cell ran past the time limit
+        return "the cell ran past the time limit (CellTimeoutError)"
+    text = ANSI.sub("", "\n".join(error.get("traceback", [])))
+    frames = sorted((m.start(), int(m[1]), int(m[2])) for frame in FRAMES for m in frame.finditer(text))
+    frames = [(run, line) for _, run, line in frames]  # in the traceback's order: this cell's frame first
+    if not frames:
+        return None
+    run = cell.get("execution_count") or frames[0][0]  # the In[N] of this cell
+    lines = [line for n, line in frames if n == run]
+    hidden = hidden_line_numbers(cell.source)
+    if not lines or any(line in hidden for line in lines):
+        return None
+    return f"{error.get('ename', 'Error')}: {error.get('evalue', '')}".rstrip(": ")
+
+
+def figure(value, kind):
+    """An accuracy as a percentage, a gain (a difference of accuracies) as signed points."""
+    if value is None:
+        return "not measured"
+    return f"{value * 100:+.1f} points" if kind == "gain" else f"{value:.1%}"
+
+
+def check_text(check, kind):
+    """One check in words: the grader's figure vs the threshold, and why it failed."""
+    clean, threshold = check.get("clean"), figure(check.get("threshold"), kind)
+    if clean is None:
+        words = f"{check.get('name')}: not measured by the grader; the threshold is {threshold}"
+    else:
+        words = (f"{check.get('name')}: {'a gain of ' if kind == 'gain' else ''}{figure(clean, kind)} measured by "
+                 f"the grader on its own data; the threshold is {threshold}")
+    if check.get("claimed") is not None:
+        words += f" (your notebook printed {figure(check['claimed'], kind)})"
+    if check.get("passed"):
+        return words + ". Passed."
+    return words + (f". Failed: {check['reason'].rstrip('.')}." if check.get("reason") else ". Failed.")
+
+
+def findings_of(dicts):
+    """mnistlab.diagnose Findings rebuilt from the record's dicts (missing fields left empty)."""
+    from mnistlab.diagnose import SEVERITIES, Finding, Findings
+
+    findings = []
+    for d in dicts:
+        severity = d.get("severity") if d.get("severity") in SEVERITIES else "info"
+        evidence = d.get("evidence") if isinstance(d.get("evidence"), dict) else {}
+        causes = [c for c in d.get("causes") or [] if isinstance(c, dict) and "cause" in c
+                  and isinstance(c.get("score"), (int, float))]  # the table prints each cause's score
+        findings.append(Finding(name=str(d.get("name", "?")), severity=severity, evidence=evidence,
+                                why=str(d.get("why") or ""), fix=str(d.get("fix") or ""), causes=causes))
+    return Findings(findings)
+
+
+def result_block(score, checks, error, note, had_error, kinds):
+    """The one output a test cell keeps: a display_data with text/html and text/plain.
+
+    score: (points, max points) from the gradebook, or None; checks: the .grader.json checks of
+    this cell; error: visible_error() or None; note: the grader's cell note; had_error: whether
+    the cell raised at all; kinds: {check name: "accuracy" | "gain"}.
+    """
+    if score is not None and score[1]:
+        points, most = score
+        verdict = "passed" if points >= most else "failed" if not points else "partly passed"
+        verdict_text = f"{verdict} ({points:g} of {most:g} points)"
+    else:
+        verdict = "failed" if had_error or any(not c.get("passed") for c in checks) else "passed"
+        verdict_text = verdict
+    plain, parts = [f"Result: {verdict_text}"], []
+    for check in checks:
+        kind = kinds.get(check.get("name"), "accuracy")
+        plain.append("- " + check_text(check, kind))
+        parts.append(f"<li>{html.escape(check_text(check, kind))}</li>")
+    parts = [f"<ul style='margin:4px 0'>{''.join(parts)}</ul>"] if parts else []
+    if error:
+        plain.append(f"Error: {error}")
+        parts.append(f"<p>Error: <code>{html.escape(error)}</code></p>")
+    elif had_error:
+        plain.append("A hidden test failed.")
+        parts.append("<p>A hidden test failed.</p>")
+    if note:
+        plain.append(f"Note from the grader: {note}")
+        parts.append(f"<p>Note from the grader: {html.escape(note)}</p>")
+    for check in checks:
+        if not check.get("passed") and check.get("findings"):
+            findings = findings_of(check["findings"])
+            plain.append(f"What diagnose found about {check.get('name')}:\n{findings}")
+            parts.append(f"<p>What <code>mnistlab.diagnose</code> found about <code>{html.escape(str(check.get('name')))}"
+                         f"</code>:</p>{findings._repr_html_()}")
+    color = {"passed": "#2e7d32", "failed": "#c62828"}.get(verdict, "#ef6c00")
+    block = (f"<div style='border-left:4px solid {color};padding:2px 10px'>"
+             f"<p><b style='color:{color}'>{html.escape(verdict_text)}</b></p>{''.join(parts)}</div>")
+    return new_output("display_data", data={"text/html": block, "text/plain": "\n".join(plain)})
+
+
+# --- the last check ------------------------------------------------------------------------------
+
+TAG = re.compile(r"<[^>]*>")
+
+
+def assert_no_secrets(page, patterns, where):
+    """Raise LeakError if a line of hidden test code is in the HTML `page` (as markup or as text)."""
+    texts = (html.unescape(page), html.unescape(TAG.sub("", page)))
+    for pattern in patterns:
+        for text in texts:
+            found = pattern.search(text)
+            if found:
+                raise LeakError(f"feedback for {where} would show hidden test code ({found[0][:80]!r}); "
+                                f"the page was not written. Look at the autograded notebook, or leave it out.")
+
+
+# --- the course ----------------------------------------------------------------------------------
+
+def masters(cd, assignment):
+    """{notebook name: master notebook} of source/<assignment>/."""
+    folder = Path(cd.format_path(cd.source_directory, ".", assignment))
+    if not folder.is_dir():
+        raise SystemExit(f"no assignment {assignment!r}: {folder} does not exist")
+    return {p.stem: nbformat.read(p, as_version=4) for p in sorted(folder.glob("*.ipynb"))}
+
+
+def autograded_students(cd, assignment):
+    """Students with a .grader.json for `assignment`, sorted."""
+    root = Path(cd.root)
+    pattern = Path(cd.format_path(cd.autograded_directory, "*", assignment, escape=False)).relative_to(root)
+    depth = len(Path(cd.autograded_directory).parts)
+    return sorted(p.relative_to(root).parts[depth] for p in root.glob(str(pattern / RECORD)))
+
+
+def check_kinds(assignment, record):
+    """{check name: kind}: the record's own "kind" when it has one, else the course's table."""
+    kinds = {}
+    try:
+        from grader.checks import CHECKS
+    except ImportError:  # another course, without this course's checks table
+        CHECKS = {}
+    for check in record.get("checks") or []:
+        known = CHECKS.get((assignment, check.get("name")))
+        kinds[check.get("name")] = check.get("kind") or (known.kind if known else "accuracy")
+    return kinds
+
+
+def gradebook_scores(gb, assignment, student, notebook):
+    """{grade_id: (score, max_score)} of one submitted notebook, or None if the gradebook lacks it."""
+    from nbgrader.api import MissingEntry
+
+    try:
+        submitted = gb.find_submission_notebook(notebook, assignment, student)
+    except MissingEntry:
+        return None
+    return {grade.name: (grade.score, grade.max_score) for grade in submitted.grades}
+
+
+def failure_page(assignment, student, notebook, record, patterns):
+    """The page of a submission that could not be graded: the reason and the score, nothing else."""
+    reason = redact(str(record.get("reason") or "unknown"), patterns)
+    score, most = record.get("score") or 0, record.get("max_score")
+    total = f"{score:g} / {most:g}" if most is not None else f"{score:g}"
+    return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(notebook)}</title></head>\n"
+            f"<body style='font-family:sans-serif;max-width:50em;margin:2em auto'>\n"
+            f"<h2>{html.escape(assignment)}: {html.escape(notebook)} (Score: {total})</h2>\n"
+            f"<p>Your submission could not be graded, so it scores 0 for everything the autograder checks:</p>\n"
+            f"<blockquote style='border-left:4px solid #c62828;padding:2px 10px'>{html.escape(reason)}</blockquote>\n"
+            f"<p>Run your notebook from top to bottom (Kernel &gt; Restart &amp; Run All) to find the cell that "
+            f"causes it, and ask your instructor if you cannot see why.</p>\n</body></html>\n")
+
+
+def feedback(assignment, course=".", db=None, students=None):
+    """Write feedback/<student>/<assignment>/<notebook>.html for each autograded student.
+
+    students: only these (default: everyone with a .grader.json). Returns {student: [html paths]}.
+    Raises LeakError, after writing every safe page, if any page would show hidden test code.
+    """
+    from nbgrader.api import Gradebook
+    from nbgrader.apps.api import NbGraderAPI
+
+    cd, config = course_directory(course, db)
+    sources = masters(cd, assignment)
+    secrets = secret_lines(sources.values())
+    patterns = secret_patterns(secrets)
+    everyone = autograded_students(cd, assignment)
+    wanted = [s for s in everyone if s in students] if students else everyone
+    if students and set(students) - set(everyone):
+        print(f"no autograded submission of {assignment} from {', '.join(sorted(set(students) - set(everyone)))}")
+
+    written, leaks, skipped = {}, [], []
+
+    def publish(student, notebook, page):
+        """Write the page into the course's feedback/, unless the last check finds hidden test code in it."""
+        try:
+            assert_no_secrets(page, patterns, f"{student}/{assignment}/{notebook}")
+        except LeakError as leak:
+            leaks.append(str(leak))
+            return
+        path = Path(cd.format_path(cd.feedback_directory, student, assignment), f"{notebook}.html")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(page)
+        written.setdefault(student, []).append(str(path))
+
+    with tempfile.TemporaryDirectory(prefix="feedback-") as scratch:
+        # A throw-away course: the sanitized copies as its autograded/, the real gradebook.
+        scratch_config = copy.deepcopy(config)
+        scratch_config.CourseDirectory.root = scratch
+        scratch_config.CourseDirectory.db_url = cd.db_url
+        scratch_cd = type(cd)(config=scratch_config)
+        pending = []  # (student, notebook) pages nbgrader is to make
+        with warnings.catch_warnings(), Gradebook(cd.db_url, cd.course_id) as gb:
+            warnings.simplefilter("ignore")  # SQLAlchemy's SAWarnings about nbgrader's own session use
+            for student in wanted:
+                folder = Path(cd.format_path(cd.autograded_directory, student, assignment))
+                record = json.loads(Path(folder, RECORD).read_text())
+                if record.get("status") != "graded":
+                    for notebook in sources:
+                        publish(student, notebook, failure_page(assignment, student, notebook, record, patterns))
+                    continue
+                kinds = check_kinds(assignment, record)
+                for notebook in sources:
+                    path = Path(folder, f"{notebook}.ipynb")
+                    scores = gradebook_scores(gb, assignment, student, notebook)
+                    if not path.exists() or scores is None:
+                        skipped.append(f"{student}/{notebook}: " + ("no autograded notebook" if not path.exists() else
+                                                                    "not in the gradebook (run autograde again)"))
+                        continue
+                    ctx = Context(student, notebook, secrets, scores, record, kinds)
+                    clean = sanitize(nbformat.read(path, as_version=4), ctx)
+                    copy_path = Path(scratch_cd.format_path(scratch_cd.autograded_directory, student, assignment),
+                                     f"{notebook}.ipynb")
+                    copy_path.parent.mkdir(parents=True, exist_ok=True)
+                    nbformat.write(clean, copy_path)
+                    pending.append((student, notebook))
+
+        if pending:  # nbgrader's feedback, for every sanitized copy at once
+            result = NbGraderAPI(coursedir=scratch_cd, config=scratch_config).generate_feedback(assignment, force=True)
+            for student, notebook in pending:
+                made = Path(scratch_cd.format_path(scratch_cd.feedback_directory, student, assignment), f"{notebook}.html")
+                if not made.exists():
+                    skipped.append(f"{student}/{notebook}: nbgrader generate_feedback failed:\n"
+                                   f"{result.get('log', '')[-2000:]}{result.get('error', '') or ''}")
+                    continue
+                publish(student, notebook, made.read_text())
+
+    for line in skipped:
+        print(f"SKIPPED {line}")
+    if leaks:
+        raise LeakError("\n".join(leaks))
+    return written
