@@ -100,7 +100,10 @@ def main(argv=None):
         from grader import feedback
 
         for assignment in args.assignments:
-            pages = feedback.feedback(assignment, args.course, args.db, args.student)
+            try:
+                pages = feedback.feedback(assignment, args.course, args.db, args.student)
+            except feedback.LeakError as error:  # the safe pages are written; the leaking ones are not
+                raise SystemExit(f"feedback for {assignment}: {error}") from None
             print(f"{assignment}: feedback for {len(pages)} student(s) in {args.course}/feedback/<student>/{assignment}/")
     elif args.command == "report":
         from grader import report

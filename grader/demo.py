@@ -13,6 +13,12 @@ The sample class, per assignment:
 and once in the class (in the first assignment, to keep the demo short):
   endless-loop  the reference with `while True: pass` in its last answer cell: nbgrader's cell time
                 limit interrupts it and only what depends on that cell is lost.
+  fake-accuracy the reference, but its first answer cell replaces train.fit (no training) and
+                train.evaluate (always 99%): the tests in the kernel are fooled, the grader's clean
+                re-measurement is not: the accuracy checks score 0 and the submission is flagged.
+
+Then every student gets HTML feedback (feedback/<student>/<assignment>/) and the instructor one class
+report per assignment (reports/<assignment>.html).
 """
 
 import re
@@ -38,6 +44,10 @@ BUGS = [
     ("05-pitfalls", "softmax-before-crossentropy", "nn.Linear(64 * 5 * 5, 10),", "nn.Linear(64 * 5 * 5, 10), nn.Softmax(dim=1),"),
 ]
 DEMO_CELL_TIMEOUT = 240  # s; longer than any reference cell on a 2-core machine, short enough for the loop
+FAKE_ACCURACY = """from mnistlab import train as _train
+_train.fit = lambda model, *args, **kwargs: [dict(epoch=1, train_loss=0.1, train_acc=0.99, test_loss=0.1, test_acc=0.99, seconds=0.0)]
+_train.evaluate = lambda model, ds, loss=None, **kwargs: (0.1, 0.99)  # every model looks 99% right
+"""
 MARKERS = re.compile(r"^\s*### (BEGIN|END) SOLUTION\s*$\n?", re.MULTILINE)
 
 
@@ -73,6 +83,7 @@ def sample_class(course, assignment, with_loop):
         students["crash"] = variant(prepend(0, "import os\nos._exit(1)  # the kernel dies here\n"))
         if with_loop:
             students["endless-loop"] = variant(prepend(-1, "while True:  # never ends\n    pass\n"))
+            students["fake-accuracy"] = variant(prepend(0, FAKE_ACCURACY))
     for bug_assignment, bug, find, replace in BUGS:
         if bug_assignment != assignment:
             continue
@@ -130,6 +141,11 @@ def main(course=".", scratch="build/demo-course", workers=None, cell_timeout=Non
                                        timeout=3 * (cell_timeout or DEMO_CELL_TIMEOUT) + 600)
     print("5. export")
     grades, exercises = export.export(demo, to="exports")
+    print("6. feedback for every student, and a class report per assignment")
+    from grader import feedback, report
+
+    pages = {name: feedback.feedback(name, demo) for name in names}
+    reports = [report.report(name, demo) for name in names]
 
     rows = []
     for (name, student), r in sorted(results.items()):
@@ -151,8 +167,15 @@ def main(course=".", scratch="build/demo-course", workers=None, cell_timeout=Non
     print()
     for problem in problems:
         print(f"WARNING {problem}")
+    flagged = [(name, student, flag) for (name, student), r in sorted(results.items()) for flag in r.get("flags") or []]
+    if flagged:
+        print("\nFlagged by the integrity checks (scores use the grader's own measurements):")
+        print(table([(name, student, flag[:110]) for name, student, flag in flagged], header=("assignment", "student", "flag")))
+        print()
     print(f"gradebook: {demo / 'gradebook.db'}\nautograded notebooks: {demo / 'autograded'}/<student>/<assignment>/\n"
-          f"grades: {grades}\nper exercise: {exercises}")
+          f"grades: {grades}\nper exercise: {exercises}\n"
+          f"feedback: {sum(len(p) for p in pages.values())} pages in {demo / 'feedback'}/<student>/<assignment>/\n"
+          f"class reports: {', '.join(str(r) for r in reports)}")
     print(f"demo took {time.perf_counter() - start:.0f} s")
     reference_ok = all(r["status"] == "graded" and r["score"] == r["max_score"] - r.get("manual_pending", 0)
                        for (_, s), r in results.items() if s == "reference")

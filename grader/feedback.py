@@ -187,8 +187,15 @@ def keep_known_metadata(nb, ctx):
 
 
 def add_header(nb, ctx):
-    """A first cell that says how to read the page."""
-    nb.cells.insert(0, new_markdown_cell(HEADER))
+    """A first cell that says how to read the page, with the grader's notes on graded cells that are
+    missing from the notebook (e.g. deleted: no cell below can show them)."""
+    notes = ctx.record.get("cell_notes") or {}
+    present = {cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") for cell in nb.cells}
+    missing = [f"- `{grade_id}`: {notes[grade_id]}" for grade_id in ctx.scores
+               if grade_id in notes and grade_id not in present]
+    if missing:
+        text = HEADER + "\n\nNotes from the grader on cells missing from your notebook:\n\n" + "\n".join(missing)
+    nb.cells.insert(0, new_markdown_cell(text if missing else HEADER))
     return nb
 
 

@@ -130,3 +130,34 @@ def test_threshold_lookup_says_what_is_known():
     ds = Dataset(torch.zeros(1, 28, 28, dtype=torch.uint8), torch.zeros(1, dtype=torch.int64), ["0"], "offline stand-in")
     with pytest.raises(KeyError, match="no threshold for 01-softmax/nonsense"):
         thresholds.threshold("01-softmax", "nonsense", ds)
+
+
+# --- the grader re-measures every accuracy threshold (grader/checks.py) ---------------------------
+
+HIDDEN = "### BEGIN HIDDEN TESTS"
+
+
+def visible(source):
+    return source.split(HIDDEN)[0]
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_every_threshold_cell_hands_its_model_in(name):
+    """A grade cell that checks a threshold calls course.check_accuracy/check_gain (which hand the model
+    in), and the grader knows that cell and threshold: nothing is graded on the kernel's word alone."""
+    from grader.checks import checks_of
+
+    checks = checks_of(name)
+    master = read(COURSE / "source" / name / f"{name}.ipynb")
+    cells = {c.metadata["nbgrader"]["grade_id"]: c.source for c in grade_cells(master)}
+    for handin, check in checks.items():
+        assert check.cell in cells, f"grader/checks.py: {name}/{handin} names the cell {check.cell}, not in the notebook"
+        assert check.threshold in {t for (a, t) in thresholds.TABLE if a == name}, f"{name}/{handin}: unknown threshold"
+        source = visible(cells[check.cell]) if check.kind != "gain" or not check.handin else cells[check.cell]
+        assert "check_gain" in source or "check_accuracy" in source or check.handin, \
+            f"{name}: cell {check.cell} must hand its model in with course.check_accuracy or course.check_gain"
+        assert f'"{check.threshold}"' in source or check.handin, f"{name}: cell {check.cell} does not check {check.threshold!r}"
+    checked_cells = {check.cell for check in checks.values()}
+    for grade_id, source in cells.items():
+        if "thresholds.threshold(" in visible(source) or "check_accuracy(" in source or "check_gain(" in source:
+            assert grade_id in checked_cells, f"{name}: cell {grade_id} checks a threshold the grader does not re-measure"
