@@ -48,6 +48,8 @@ def check_accuracy(assignment, check, model, test, label="test accuracy", name=N
     from mnistlab import diagnose, thresholds, train
 
     models = list(model) if isinstance(model, (list, tuple)) else [model]
+    if not models:
+        raise ValueError("check_accuracy needs a trained model, or a non-empty list of them")
     accuracy = statistics.mean(train.evaluate(m, test)[1] for m in models)
     minimum = thresholds.threshold(assignment, check, test)
     what = f"mean {label} of {len(models)} models" if len(models) > 1 else label
