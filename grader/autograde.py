@@ -154,7 +154,7 @@ def grade_submission(job):
         log = read_text(Path(scratch, "grader", "nbgrader.log"))
         scores = read_json(Path(scratch, "grader", "scores.json")) if not killed else None
         autograded = Path(scratch, job["autograded"])
-        graded_files = files_under(autograded) if autograded.is_dir() and not killed else {}
+        graded_files = trim_outputs(files_under(autograded)) if autograded.is_dir() and not killed else {}
         reason = killed or failure_reason(exitcode, log, scores, graded_files)
         checks, flags = [], []
         if not reason:
@@ -171,6 +171,44 @@ def grade_submission(job):
                 "sandbox": sandbox_done, "peak_mib": round(peak / 2**20), "seconds": round(time.perf_counter() - start, 2)}
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+MAX_TEXT, MAX_DATA = 20_000, 1_000_000  # characters of one text output; bytes of one image or other data
+
+
+def trim_outputs(files):
+    """Cut huge outputs in the graded notebooks (nbgrader limits lines, not characters): a notebook that
+    prints 100 MB keeps the first and last lines of it, and the gradebook, feedback and report stay small."""
+    def cut(text):
+        if len(text) <= MAX_TEXT:
+            return text
+        return f"{text[:MAX_TEXT // 2]}\n... [{len(text) - MAX_TEXT // 2 - 2000:,} characters cut by the grader] ...\n{text[-2000:]}"
+
+    trimmed = {}
+    for name, data in files.items():
+        if not name.endswith(".ipynb") or len(data) < MAX_DATA:
+            trimmed[name] = data
+            continue
+        try:
+            nb = nbformat.reads(data.decode(errors="replace"), as_version=4)
+        except Exception:
+            trimmed[name] = data
+            continue
+        for cell in nb.cells:
+            for output in cell.get("outputs", []):
+                if isinstance(output.get("text"), str):
+                    output["text"] = cut(output["text"])
+                for kind, value in list(output.get("data", {}).items()):
+                    text = value if isinstance(value, str) else json.dumps(value)
+                    if len(text) > MAX_DATA:
+                        output["data"] = {"text/plain": f"[a {kind} output of {len(text):,} characters, cut by the grader]"}
+                        break
+                    if kind == "text/plain":
+                        output["data"][kind] = cut(text)
+                if output.get("traceback"):
+                    output["traceback"] = [cut(line) for line in output["traceback"][-50:]]
+        trimmed[name] = nbformat.writes(nb).encode()
+    return trimmed
 
 
 def failed(job, reason, start):
@@ -235,6 +273,7 @@ def check_notebooks(job):
             continue
         master = nbformat.reads(files[masters[name]].decode("utf-8"), as_version=4)
         notes.update(grade_cell_notes(master, nb))
+        changed = drop_duplicate_grade_cells(nb)
         ids = [cell.get("id") for cell in nb.cells]
         if len(set(ids)) < len(ids):
             import uuid
@@ -244,9 +283,24 @@ def check_notebooks(job):
                 if cell.get("id") in seen:
                     cell["id"] = uuid.uuid4().hex[:8]
                 seen.add(cell.get("id"))
-            files[path] = nbformat.writes(nb).encode()
+            changed = True
             notes[f"{name}:cell-ids"] = "duplicated cell ids were renumbered before grading (no points lost)"
+        if changed:
+            files[path] = nbformat.writes(nb).encode()
     return files, problems, notes
+
+
+def drop_duplicate_grade_cells(nb):
+    """Copies of a graded cell become plain cells (nbgrader itself would reject the notebook). True if any."""
+    seen, changed = set(), False
+    for cell in nb.cells:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        grade_id = meta.get("grade_id")
+        if grade_id and grade_id in seen:
+            del cell["metadata"]["nbgrader"]
+            changed = True
+        seen.add(grade_id)
+    return changed
 
 
 def grade_cell_notes(master, submitted):
@@ -262,7 +316,7 @@ def grade_cell_notes(master, submitted):
         if not mine:
             notes[grade_id] = "this graded cell was deleted from the notebook: it scores 0"
         elif len(mine) > 1:
-            notes[grade_id] = f"this graded cell appears {len(mine)} times; the first copy was graded"
+            notes[grade_id] = f"this graded cell is duplicated ({len(mine)} copies): the first copy was graded, the others ignored"
         elif mine[0] != cell_type:
             notes[grade_id] = f"this graded cell was changed from {cell_type} to {mine[0]}; the original was restored"
     return notes
@@ -276,7 +330,10 @@ def clean_checks(job, scratch):
 
     if not checks_of(job["assignment"]):
         return []
-    run = {"scratch": scratch, "kind": "score", "log": "clean.log", "assignment": job["assignment"],
+    cells = sorted(grade_ids({n: d for n, d in job["files"].items() if n.startswith("source/")}) - {None})
+    if not any(check.cell in cells for check in checks_of(job["assignment"]).values()):
+        return []
+    run = {"scratch": scratch, "kind": "score", "log": "clean.log", "assignment": job["assignment"], "cells": cells,
            "baselines": job.get("baselines"), "data_dir": job.get("data_dir"), "isolate_network": True}
     with sandbox.zygote() as helper:
         exitcode, killed, _ = helper.run(run, job["timeout"], job["memory"])
@@ -288,7 +345,7 @@ def clean_checks(job, scratch):
                  "passed": False, "findings": None, "kind": check.kind,
                  "reason": f"the grader could not score the handed-in model: {why[:300]}",
                  "flag": f"{name}: the handed-in model could not be scored ({why[:200]})"}
-                for name, check in sorted(checks_of(job["assignment"]).items())]
+                for name, check in sorted(checks_of(job["assignment"]).items()) if check.cell in cells]
     return results
 
 

@@ -189,7 +189,10 @@ def prepare(job):
     for key in [k for k in os.environ if k.lower().endswith("_proxy")]:
         del os.environ[key]
     os.environ.update(HOME=home, TMPDIR=home, JUPYTER_RUNTIME_DIR=os.path.join(home, "runtime"),
-                      IPYTHONDIR=os.path.join(home, "ipython"), MPLCONFIGDIR=os.path.join(home, "mpl"))
+                      IPYTHONDIR=os.path.join(home, "ipython"), MPLCONFIGDIR=os.path.join(home, "mpl"),
+                      XDG_CACHE_HOME=os.path.join(home, ".cache"),  # and PyTorch's caches, which a grader
+                      TORCHINDUCTOR_CACHE_DIR=os.path.join(home, "torchinductor"),  # process may have set
+                      TRITON_CACHE_DIR=os.path.join(home, "triton"))
     if job.get("data_dir"):
         os.environ["MNISTLAB_DATA"] = job["data_dir"]  # the grader's data, read-only here
     os.chdir(scratch)
@@ -206,7 +209,8 @@ def run_job(job):
         Path(scratch, "grader", "sandbox-score.json").write_text(json.dumps(done))
         from grader import clean
 
-        results = clean.score_submission(os.path.join(scratch, "hand-in"), job["assignment"], job.get("baselines"))
+        results = clean.score_submission(os.path.join(scratch, "hand-in"), job["assignment"], job.get("baselines"),
+                                         job.get("cells"))
         Path(scratch, "grader", "clean.json").write_text(json.dumps(results))
         return 0
 
@@ -229,8 +233,16 @@ def run_job(job):
 
 def save_scores(job):
     """Read what nbgrader wrote into the scratch gradebook and save it as scores.json."""
+    import sqlite3
+
     from nbgrader.api import Gradebook, MissingEntry
 
+    # The kernel never sees the scratch gradebook (grader/jail.py); if it did, a trigger planted in it could
+    # rewrite the scores nbgrader saves. Refuse such a gradebook rather than trust it.
+    with sqlite3.connect(job["db_url"][len("sqlite:///"):]) as db:
+        if db.execute("SELECT count(*) FROM sqlite_master WHERE type = 'trigger'").fetchone()[0]:
+            print("the scratch gradebook holds triggers it was not made with: scores refused", flush=True)
+            return
     with Gradebook(job["db_url"], job["course_id"]) as gb:
         try:
             submission = gb.find_submission(job["assignment"], job["student"])
@@ -279,6 +291,9 @@ def serve():
 
 # --- in the Dask worker -----------------------------------------------------------------------
 
+MAX_PROCESSES = 200  # a fork bomb is stopped here, or by the memory limit, whichever comes first
+
+
 class Zygote:
     """A `python -m grader.sandbox` helper process; `run` grades one job in a fresh sandboxed child."""
 
@@ -318,7 +333,9 @@ class Zygote:
             seen.update({p.pid: p for p in tree})
             rss = sum(memory_of(p) for p in tree)
             peak = max(peak, rss)
-            if reason is None and rss > memory_bytes:
+            if reason is None and len(tree) > MAX_PROCESSES:
+                reason = f"process limit: the notebook started {len(tree)} processes (at most {MAX_PROCESSES}) and was killed"
+            elif reason is None and rss > memory_bytes:
                 reason = f"memory limit: the notebook used {rss / 2**20:.0f} MiB > {memory_bytes / 2**20:.0f} MiB and was killed"
             elif reason is None and time.monotonic() - start > wall_time:
                 reason = f"wall-time limit: still running after {wall_time:.0f} s and was killed"

@@ -161,3 +161,20 @@ def test_every_threshold_cell_hands_its_model_in(name):
     for grade_id, source in cells.items():
         if "thresholds.threshold(" in visible(source) or "check_accuracy(" in source or "check_gain(" in source:
             assert grade_id in checked_cells, f"{name}: cell {grade_id} checks a threshold the grader does not re-measure"
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_no_grade_cell_ends_in_a_value(name):
+    """nbgrader takes a number left as a grade cell's last value as its partial score (e.g. 0.905
+    points for `course.check_accuracy(...)` as the last line): graded cells must end in a statement."""
+    import ast
+
+    master = read(COURSE / "source" / name / f"{name}.ipynb")
+    for cell in grade_cells(master):
+        if cell.cell_type != "code":
+            continue
+        last = ast.parse(cell.source).body[-1]
+        is_print = isinstance(last, ast.Expr) and isinstance(last.value, ast.Call) and \
+            getattr(last.value.func, "id", None) in ("print", "display")
+        assert not isinstance(last, ast.Expr) or is_print, \
+            f"{name}: grade cell {cell.metadata['nbgrader']['grade_id']} ends in a value ({ast.unparse(last)[:60]}): assign it"
