@@ -64,6 +64,9 @@ def cover_all_but(parent, keep):
 
 def jail(config):
     """Steps 1-3 of the module docstring, up to the exec. Returns what was done, in words."""
+    from grader.sandbox import die_with_parent
+
+    die_with_parent()  # if nbgrader's process is killed (e.g. with its worker), the kernel goes too
     scratch = config["scratch"]
     libc_call("unshare", CLONE_NEWNS | CLONE_NEWPID)
     pid = os.fork()  # the first child is process 1 of the new PID namespace: it becomes the kernel
@@ -73,8 +76,6 @@ def jail(config):
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         _, status = os.waitpid(pid, 0)
         os._exit(os.waitstatus_to_exitcode(status) if os.waitstatus_to_exitcode(status) >= 0 else 1)
-    from grader.sandbox import die_with_parent
-
     die_with_parent()
     mount(None, "/", None, MS_REC | (1 << 18), None)  # MS_PRIVATE: nothing we do here leaks out
     mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)  # a /proc that shows only this namespace

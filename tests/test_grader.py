@@ -155,7 +155,8 @@ def test_rerun_skips_unchanged_and_regrades_changed(graded, client):
 
 
 def test_killed_worker_gives_the_same_grades(tmp_path, client):
-    course = toycourse.make_course(tmp_path / "course", cell_timeout=5)
+    # Each submission burns 3 s of CPU, so that the kill below lands while it is being graded.
+    course = toycourse.make_course(tmp_path / "course", work_seconds=3.0, cell_timeout=60)
     for variant in ("correct", "wrong"):
         toycourse.submit(course, variant, variant)
     pids = client.run(os.getpid)
