@@ -96,8 +96,12 @@ def main(argv):
     config = json.loads(Path(config_file).read_text())
     try:
         done = jail(config)
-    except OSError as error:  # e.g. no privileges for namespaces: say so, and run the kernel anyway
-        done = {"kernel": f"not jailed ({error})"}
+    except OSError as error:  # e.g. no privileges for namespaces: say so, and run the kernel anyway,
+        done = {"kernel": f"not jailed ({error})"}  # but never with the capabilities nbgrader's process kept
+        try:
+            drop_capabilities()
+        except OSError as again:
+            raise SystemExit(f"cannot start the kernel without capabilities: {again}") from None
     os.write(2, f"GRADER-JAIL {json.dumps(done)}\n".encode())
     quiet = os.open(os.devnull, os.O_WRONLY)
     os.dup2(quiet, 1)
