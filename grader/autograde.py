@@ -156,17 +156,18 @@ def grade_submission(job):
         autograded = Path(scratch, job["autograded"])
         graded_files = trim_outputs(files_under(autograded)) if autograded.is_dir() and not killed else {}
         reason = killed or failure_reason(exitcode, log, scores, graded_files)
+        errors = cell_errors(graded_files)
         checks, flags = [], []
         if not reason:
             checks = clean_checks(job, scratch)
             scores, notes = apply_checks(scores, checks, notes)
-            flags = [c["flag"] for c in checks if c.get("flag")] + unconfirmed(checks, graded_files)
+            flags = [c["flag"] for c in checks if c.get("flag")] + unconfirmed(checks, graded_files, errors)
         flags += [f for name, data in files.items() if name.endswith(".ipynb") for f in integrity.scan(data.decode(errors="replace"))]
         sandbox_done = read_json(Path(scratch, "grader", "sandbox.json")) or {}
         sandbox_done.update(jail_status(log))
         return {"student": job["student"], "assignment": job["assignment"], "hash": job["hash"],
                 "status": "failed" if reason else "graded", "reason": reason, "scores": scores if not reason else None,
-                "files": graded_files if not reason else {}, "cell_errors": cell_errors(graded_files),
+                "files": graded_files if not reason else {}, "cell_errors": errors,
                 "checks": checks, "flags": flags, "cell_notes": notes, "log_tail": log[-4000:],
                 "sandbox": sandbox_done, "peak_mib": round(peak / 2**20), "seconds": round(time.perf_counter() - start, 2)}
     finally:
@@ -364,9 +365,8 @@ def apply_checks(scores, checks, notes):
     return scores, notes
 
 
-def unconfirmed(checks, graded_files):
-    """Flags for cells the kernel passed (no error) but the clean measurement failed."""
-    errors = cell_errors(graded_files)
+def unconfirmed(checks, graded_files, errors):
+    """Flags for cells the kernel passed (no error, see cell_errors) but the clean measurement failed."""
     present = grade_ids(graded_files)
     return [f"{c['cell']}: passed in the student's kernel, but the grader measured a fail ({c['reason']})"
             for c in checks if not c["passed"] and c["cell"] in present and c["cell"] not in errors]
@@ -484,26 +484,20 @@ def data_dir():
 def hidden_paths(cd):
     """What the student's kernel must not see (grader/jail.py covers them): the course folder (everyone's
     submissions, the gradebook), a gradebook kept elsewhere, and this checkout's masters and solutions."""
-    import mnistlab
-
     paths = [os.path.abspath(cd.root)]
     if cd.db_url.startswith("sqlite:///"):
         paths.append(os.path.abspath(cd.db_url[len("sqlite:///"):]))
     checkout = Path(__file__).resolve().parent.parent
     paths += [str(checkout / name) for name in ("source", "solutions", "build") if (checkout / name).exists()]
-    # The kernel needs Python and mnistlab: a folder holding them (a course kept in this checkout, with
-    # its .venv) is not hidden whole, only its other entries.
-    needed = [os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, os.path.dirname(mnistlab.__file__))]
-
-    def holds_needed(path):
-        return any(n == path or n.startswith(path.rstrip(os.sep) + os.sep) for n in needed)
-
+    # A folder holding what the kernel runs on (a course kept in this checkout, with its .venv) is not
+    # hidden whole, only its other entries.
     hidden = set()
     for path in map(os.path.realpath, paths):
-        if not holds_needed(path):
+        if not sandbox.kernel_needs(path):
             hidden.add(path)
         elif os.path.isdir(path):
-            hidden.update(child for child in (os.path.join(path, name) for name in os.listdir(path)) if not holds_needed(child))
+            hidden.update(child for child in (os.path.join(path, name) for name in os.listdir(path))
+                          if not sandbox.kernel_needs(child))
     return sorted(hidden)
 
 

@@ -52,15 +52,18 @@ def pitfalls_mnist(split):
     return data.subset(ds, per_class=400 if split == "train" else 200, seed=0)
 
 
+@lru_cache(maxsize=None)
 def small_mnist():
     """Notebook 03's 150 training images."""
     return data.subset(mnist("train"), per_class=15, seed=0)
 
 
+@lru_cache(maxsize=None)
 def negative(split):
     return data.negative(pitfalls_mnist(split))
 
 
+@lru_cache(maxsize=None)
 def colored(split):
     return data.colorize(pitfalls_mnist(split), seed=0 if split == "train" else 1)
 

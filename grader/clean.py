@@ -130,7 +130,8 @@ def score_check(folder, assignment, name, check, without=None):
             else:
                 result["clean"] = statistics.mean(accuracy(m, test) for m in models)
                 if check.pool:
-                    result["pool"] = statistics.mean(accuracy(m, every_nth(check.pool(), POOL_SIZE)) for m in models)
+                    pool = every_nth(check.pool(), POOL_SIZE)
+                    result["pool"] = statistics.mean(accuracy(m, pool) for m in models)
         except Exception as error:  # a graph that does not run on the grader's data
             result["reason"] = f"the handed-in model does not run on the test images: {type(error).__name__}: {str(error)[:300]}"
             result["flag"] = "; ".join(flags) or None

@@ -143,15 +143,21 @@ def isolate(scratch, network=True, keep_capabilities=False):
 KEEP_FOR_KERNEL = ("autograded", "home", "hand-in")  # all the jailed kernel sees of its scratch course
 
 
-def cover_around(scratch, tmp):
-    """The widest folder the jail may cover (keeping the scratch course): the temporary folder `tmp`,
-    unless Python or mnistlab live in it (a checkout in /tmp); then only the scratch course's parent."""
+def kernel_needs(path):
+    """True if `path` is, or holds, what the student's kernel runs on (Python, mnistlab): never cover it whole."""
     import importlib.util
 
     spec = importlib.util.find_spec("mnistlab")
     needed = [sys.prefix, sys.base_prefix] + ([os.path.dirname(spec.origin)] if spec and spec.origin else [])
+    path = os.path.realpath(path).rstrip(os.sep)
+    return any(n == path or n.startswith(path + os.sep) for n in map(os.path.realpath, needed))
+
+
+def cover_around(scratch, tmp):
+    """The widest folder the jail may cover (keeping the scratch course): the temporary folder `tmp`,
+    unless Python or mnistlab live in it (a checkout in /tmp); then only the scratch course's parent."""
     tmp = os.path.realpath(tmp)
-    if scratch.startswith(tmp + os.sep) and not any(os.path.realpath(n).startswith(tmp + os.sep) for n in needed):
+    if scratch.startswith(tmp + os.sep) and not kernel_needs(tmp):
         return tmp
     return os.path.dirname(scratch)
 

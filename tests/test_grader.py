@@ -24,6 +24,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "grader"))
 import toycourse  # noqa: E402
+from hosts import host_address  # noqa: E402
 
 from grader import autograde, collect, export  # noqa: E402
 from grader.build import tool_env  # noqa: E402
@@ -43,14 +44,6 @@ def scores(course, db=None):
                 for s in gb.find_assignment(A).submissions}
 
 
-def host_address():
-    """An address of this machine other than loopback when there is one (a route the sandbox lacks)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            s.connect(("10.255.255.255", 1))
-            return s.getsockname()[0]
-        except OSError:
-            return "127.0.0.1"
 
 
 def probe_answers(course, port):
@@ -69,11 +62,8 @@ def probe_answers(course, port):
 
 @pytest.fixture(scope="module")
 def client():
-    from dask.distributed import Client, LocalCluster
-
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                           memory_limit=0, silence_logs=40)
-    with Client(cluster) as c:
+    c, cluster = autograde.start_client(workers=2)  # the grader's own local cluster
+    with c:
         yield c
     cluster.close()
 

@@ -37,8 +37,10 @@ import psutil
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "hostile"))
+sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "grader"))
 import submissions  # noqa: E402
 import tinycourse  # noqa: E402
+from hosts import host_address  # noqa: E402
 from tinycourse import ASSIGNMENT as A, AUTO_MAX, HIDDEN_MARKERS, MAX_SCORE  # noqa: E402
 
 from grader import autograde  # noqa: E402
@@ -50,14 +52,6 @@ LIMITS = dict(timeout=120, memory="1500M", cell_timeout=15, progress=False)
 CHECK = "test-mnist-accuracy"  # the grade cell of the accuracy check "mnist-linear"
 
 
-def host_address():
-    """An address of this machine other than loopback when there is one (a route the sandbox lacks)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            s.connect(("10.255.255.255", 1))
-            return s.getsockname()[0]
-        except OSError:
-            return "127.0.0.1"
 
 
 def gradebook_scores(course):
@@ -97,11 +91,8 @@ def environment():
 
 @pytest.fixture(scope="module")
 def client(environment):
-    from dask.distributed import Client, LocalCluster
-
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                           memory_limit=0, silence_logs=40)
-    with Client(cluster) as c:
+    c, cluster = autograde.start_client(workers=2)  # the grader's own local cluster
+    with c:
         yield c
     cluster.close()
 
