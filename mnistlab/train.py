@@ -63,13 +63,15 @@ def batches(ds, batch_size=64, shuffle=False, device=None):
 
 
 def fit(model, train, test=None, loss=None, optimizer=None, epochs=10, batch_size=64, augment=None,
-        device=None, quiet=None):
+        device=None, quiet=None, desc="epochs"):
     """Train `model` on `train` and return its history: one dict per epoch.
 
     loss       the loss function (default nn.CrossEntropyLoss())
     optimizer  an optimizer over model.parameters() (default SGD with lr=0.1)
     augment    a function applied to every training batch x (a float tensor [B, C, 28, 28])
     quiet      no progress bar; the default is quiet when MNISTLAB_QUIET is set or nbgrader is grading
+    desc       the progress bar's label (default "epochs"): name the model when a notebook trains several,
+               e.g. desc="colored CNN, epochs"
 
     Each history row: epoch, train_loss, train_acc (averaged over the epoch's batches, as the
     model went), test_loss, test_acc (after the epoch, in eval mode; only with `test`), seconds.
@@ -79,7 +81,7 @@ def fit(model, train, test=None, loss=None, optimizer=None, epochs=10, batch_siz
     device = torch.device(device) if device is not None else default_device()
     model.to(device)
     history = []
-    progress = _progress(range(epochs), quiet, desc="epochs")
+    progress = _progress(range(epochs), quiet, desc=desc)
     for epoch in progress:
         start = time.perf_counter()
         model.train()

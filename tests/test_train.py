@@ -326,6 +326,17 @@ def test_fit_shows_a_progress_bar_unless_quiet(monkeypatch, capsys):
     assert capsys.readouterr() == ("", "")
 
 
+def test_the_progress_bar_label_names_the_model(monkeypatch, capsys):
+    monkeypatch.delenv("MNISTLAB_QUIET", raising=False)
+    monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
+    train.fit(linear(), toy(), epochs=2, quiet=False, desc="colored CNN, epochs")
+    assert "colored CNN, epochs:" in capsys.readouterr().err
+    train.fit(linear(), toy(), epochs=2, quiet=False)  # the default label
+    assert "epochs:" in capsys.readouterr().err
+    train.fit(linear(), toy(), epochs=2, quiet=True, desc="colored CNN, epochs")  # quiet: no bar, no label
+    assert capsys.readouterr() == ("", "")
+
+
 @pytest.mark.parametrize("variable", ["MNISTLAB_QUIET", "NBGRADER_EXECUTION"])
 def test_fit_is_quiet_under_nbgrader_or_when_asked(monkeypatch, capsys, variable):
     monkeypatch.delenv("MNISTLAB_QUIET", raising=False)
