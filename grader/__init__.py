@@ -1,0 +1,6 @@
+"""The course's instructor tooling (`python -m grader --help`). Defaults the command line shows
+live here, so that parsing arguments needs no heavy import (nbgrader, torch, Dask)."""
+
+DEFAULT_MEMORY = "4G"  # autograde: memory limit per submission, its kernel included
+DEFAULT_TIMEOUT = 1800  # autograde: wall-time limit per submission, seconds
+DEFAULT_REGEXP = r".*/(?P<student_id>[^/_]+)_(?P<file_id>[^/]+)$"  # collect: LMS zip file names

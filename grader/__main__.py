@@ -6,6 +6,7 @@
     export                grades.csv (per assignment) and exercises.csv (per graded cell)
     feedback ASSIGNMENT   per-student HTML feedback (nbgrader's, without hidden tests; grader's figures and diagnosis)
     report ASSIGNMENT     one HTML class report per assignment: scores, pitfalls, run times, flagged submissions
+    release               what students receive: the notebooks, mnistlab, a README and `make lab`; no hidden text
     demo                  the README's main job: a sample class, collected, autograded, exported
 
 Works on any nbgrader course folder (one with nbgrader_config.py and source/).
@@ -14,7 +15,9 @@ Works on any nbgrader course folder (one with nbgrader_config.py and source/).
 import argparse
 import sys
 
-from grader import autograde, build, collect, export
+# The command line parses its arguments before it imports anything heavy (nbgrader, torch, Dask):
+# `--help` and a mistyped option answer at once. Each command imports its module when it runs.
+from grader import DEFAULT_MEMORY, DEFAULT_REGEXP, DEFAULT_TIMEOUT
 
 
 def main(argv=None):
@@ -32,7 +35,7 @@ def main(argv=None):
     p.add_argument("--course", default=".")
     p.add_argument("--assignment", help="the assignment (required for a zip; for a folder: only this one)")
     p.add_argument("--regexp", help="zip file names: FileNameCollectorPlugin.named_regexp with (?P<student_id>) "
-                                    f"and (?P<file_id>) (default: the course config's, else {collect.DEFAULT_REGEXP})")
+                                    f"and (?P<file_id>) (default: the course config's, else {DEFAULT_REGEXP})")
 
     p = commands.add_parser("autograde", help="grade every submission of ASSIGNMENT, in parallel and isolated")
     p.add_argument("assignments", nargs="+", metavar="ASSIGNMENT", help="one or more assignments, graded in one pool")
@@ -44,12 +47,12 @@ def main(argv=None):
     p.add_argument("--workers", type=int, help="local workers (default: all cores)")
     p.add_argument("--student", action="append", help="only this student (repeat for more)")
     p.add_argument("--force", action="store_true", help="grade again even submissions graded and unchanged")
-    p.add_argument("--timeout", type=float, default=autograde.DEFAULT_TIMEOUT,
-                   help=f"wall-time limit per submission in seconds (default {autograde.DEFAULT_TIMEOUT})")
+    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
+                   help=f"wall-time limit per submission in seconds (default {DEFAULT_TIMEOUT})")
     p.add_argument("--cell-timeout", type=int,
                    help="time limit per cell in seconds (default: the course's Execute.timeout, nbgrader's 30 s if unset)")
-    p.add_argument("--memory", default=autograde.DEFAULT_MEMORY,
-                   help=f"memory limit per submission, its kernel included (default {autograde.DEFAULT_MEMORY})")
+    p.add_argument("--memory", default=DEFAULT_MEMORY,
+                   help=f"memory limit per submission, its kernel included (default {DEFAULT_MEMORY})")
     p.add_argument("--allow-network", action="store_true", help="let notebooks use the network (default: none)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -71,6 +74,11 @@ def main(argv=None):
     p.add_argument("--db", help="gradebook URL (default: the course's)")
     p.add_argument("--to", default="reports", help="output folder (default: <course>/reports)")
 
+    p = commands.add_parser("release", help="what students receive: dist/<course>-student/ (+ .zip), no hidden text")
+    p.add_argument("--course", default=".")
+    p.add_argument("--to", default="dist", help="output folder (default: <here>/dist)")
+    p.add_argument("--exchange", help="also nbgrader release_assignment every assignment into this exchange folder")
+
     p = commands.add_parser("demo", help="a sample class for every assignment: collect, autograde, export, table")
     p.add_argument("--course", default=".", help="the course whose source/ to use (it is not modified)")
     p.add_argument("--scratch", default="build/demo-course", help="where the demo course is made (default build/demo-course)")
@@ -80,10 +88,16 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     if args.command == "build":
+        from grader import build
+
         build.build(args.course, args.assignments or None, solutions=not args.no_solutions)
     elif args.command == "collect":
+        from grader import collect
+
         collect.collect(args.source, args.course, args.assignment, args.regexp)
     elif args.command == "autograde":
+        from grader import autograde
+
         results = autograde.autograde_many(args.assignments, args.course, db=args.db, scheduler=args.scheduler,
                                       workers=args.workers, force=args.force, students=args.student,
                                       timeout=args.timeout, memory=args.memory, cell_timeout=args.cell_timeout,
@@ -95,6 +109,8 @@ def main(argv=None):
             print(f"no submission from {', '.join(sorted(set(args.student) - {s for _, s in results}))}: run `collect` first")
             return 1
     elif args.command == "export":
+        from grader import export
+
         export.export(args.course, args.db, args.to, args.assignment)
     elif args.command == "feedback":
         from grader import feedback
@@ -110,6 +126,10 @@ def main(argv=None):
 
         for assignment in args.assignments:
             print(f"wrote {report.report(assignment, args.course, args.db, args.to)}")
+    elif args.command == "release":
+        from grader import release
+
+        return release.main(args.course, args.to, args.exchange)
     elif args.command == "demo":
         from grader import demo
 

@@ -36,12 +36,11 @@ from pathlib import Path
 
 import nbformat
 
-from grader import clean, integrity, sandbox
+from grader import DEFAULT_MEMORY, DEFAULT_TIMEOUT, clean, integrity, sandbox  # noqa: F401 (the defaults: callers use autograde.DEFAULT_*)
 from grader.build import tool_env
 
+
 RECORD = ".grader.json"
-DEFAULT_MEMORY = "4G"
-DEFAULT_TIMEOUT = 1800
 
 
 # --- the course -------------------------------------------------------------------------------

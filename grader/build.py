@@ -22,7 +22,11 @@ def assignments(course="."):
 def nbgrader(course, *args):
     """Run one nbgrader command in the course folder; stop with its output when it fails."""
     command = [sys.executable, "-m", "nbgrader", *args]
-    done = subprocess.run(command, cwd=course, capture_output=True, text=True, env=tool_env())
+    # The inline backend, whatever the caller's MPLBACKEND says: with any other (e.g. the tests' Agg)
+    # the executed solutions would keep no figures. No progress bars: in a published solution they
+    # are only widget state (tens of kB per notebook), not results.
+    env = tool_env(MPLBACKEND="module://matplotlib_inline.backend_inline", MNISTLAB_QUIET="1")
+    done = subprocess.run(command, cwd=course, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         raise SystemExit(f"`nbgrader {' '.join(args)}` failed:\n{done.stdout}{done.stderr}")
     return done

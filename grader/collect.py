@@ -20,9 +20,8 @@ from collections import defaultdict
 from datetime import datetime, timezone
 from pathlib import Path
 
+from grader import DEFAULT_REGEXP
 from grader.autograde import course_directory
-
-DEFAULT_REGEXP = r".*/(?P<student_id>[^/_]+)_(?P<file_id>[^/]+)$"
 
 
 def expected_notebooks(cd, assignment):

@@ -103,14 +103,21 @@ def load(name, split="train"):
         return _load_torchvision(name, split, download=True)
     except OSError as error:
         ds = _load_standin(name, split)
+        if _warned_standin:  # once per session: a notebook loads several datasets and splits
+            return ds
+        _warned_standin.append(name)
         warnings.warn(
             f"\n*** Could not download {name} ({error}).\n*** USING A STAND-IN: {ds.source}.\n"
-            f"*** Results will differ from the real dataset. Set MNISTLAB_DATA_SOURCE=offline to "
-            f"silence this, or put the real files in {data_dir()}.",
+            f"*** Results will differ from the real dataset. This note shows once per session: any other "
+            f"dataset that cannot be downloaded is a stand-in too, and its `.source` says so. Set "
+            f"MNISTLAB_DATA_SOURCE=offline to silence this, or put the real files in {data_dir()}.",
             StandInDataWarning,
             stacklevel=2,
         )
         return ds
+
+
+_warned_standin = []  # the dataset whose stand-in warning this Python session has shown (at most one)
 
 
 def _load_torchvision(name, split, download):

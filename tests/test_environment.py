@@ -62,3 +62,28 @@ def test_this_environment_satisfies_each_requirement(line):
     assert requirement.specifier.contains(installed, prereleases=True), (
         f"{requirement.name} {installed} is installed but pyproject.toml asks for {requirement.specifier}"
     )
+
+
+def test_missing_system_packages_stop_at_once_with_the_exact_command():
+    """Not root (or no apt-get): .ci/system-packages installs nothing and prints the command to run."""
+    import shutil
+    import subprocess
+
+    if not shutil.which("dpkg-query") or not shutil.which("setpriv"):
+        pytest.skip("needs dpkg-query and setpriv (Debian)")
+    # The script is read through stdin, so the unprivileged user need not be able to open the checkout.
+    done = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "bash", "-s", "--",
+                           "coreutils", "mnistlab-no-such-package"], capture_output=True, text=True, timeout=60,
+                          input=(ROOT / ".ci" / "system-packages").read_text(), cwd="/")
+    assert done.returncode == 1
+    assert "Run:  sudo apt-get install -y mnistlab-no-such-package\n" in done.stderr  # coreutils is installed
+    assert "installing" not in done.stdout
+
+
+def test_makefile_and_ci_share_one_package_list():
+    """The system packages are listed once, in the Makefile; .ci/run only runs `make test`."""
+    makefile = (ROOT / "Makefile").read_text()
+    assert "SYSTEM_PACKAGES :=" in makefile and "system-packages $(SYSTEM_PACKAGES)" in makefile
+    assert "apt-get" not in (ROOT / ".ci" / "run").read_text()
+    test_rule = next(line for line in makefile.splitlines() if line.startswith("test:"))
+    assert test_rule.split(":")[1].split()[0] == "system", "test must check the system packages before the venv"
