@@ -190,45 +190,131 @@ def test_emnist_standin_is_stored_like_raw_emnist(offline):
     assert train.classes == ["N/A"] + list(string.ascii_lowercase)
     assert _per_class(train) == [0] + [400] * 26 and _per_class(test) == [0] + [100] * 26  # class 0 unused
     assert data.EMNIST_RAW in train.source and data.is_standin(train)
+    assert train.source == f"offline stand-in: letters rendered from 42 fonts 10400 ({data.EMNIST_RAW})"
+    assert test.source == f"offline stand-in: letters rendered from 15 fonts 2600 ({data.EMNIST_RAW})"
     assert train.images.dtype == torch.uint8 and train.images.shape == (10400, 28, 28)
     assert not torch.equal(train.images[:100], test.images[:100])  # train and test drawn apart
+
+
+def test_offline_letters_are_the_pinned_bytes():
+    """Rendered here from the font files, both splits are byte for byte the ones pinned in
+    standins.LETTERS_SHA256: the same letters on every machine, so the same thresholds."""
+    for split in ("train", "test"):
+        per_class, pinned = standins.LETTERS_SHA256[split]
+        assert per_class == standins.LETTERS_PER_CLASS[split]
+        fonts = standins.letter_fonts(split)  # stops first if a font file is missing or not the pinned one
+        images, labels = standins.render_letters(fonts, per_class, standins.LETTERS_SEED[split])
+        got = standins.letters_sha256(images, labels)
+        assert got == pinned, standins.letters_differ(split, got, pinned)
+
+
+def test_letter_fonts_are_split_like_emnist_writers():
+    """No test font, nor a copy of its design, is in the training split; both splits have every kind."""
+    from mnistlab.letter_fonts import DEBIAN_PACKAGES, FONTS
+
+    train, test = ([row for row in FONTS if row[0] == split] for split in ("train", "test"))
+    assert (len(train), len(test)) == (42, 15) and len(train) + len(test) == len(FONTS)
+    assert not {row[4] for row in train} & {row[4] for row in test}
+    assert not {row[1] for row in train} & {row[1] for row in test}  # e.g. STIX and Nimbus Roman are both Times
+    assert {row[2] for row in train} == {row[2] for row in test} == {"serif", "sans", "handwriting", "script"}
+    assert len({row[4] for row in FONTS}) == len({row[5] for row in FONTS}) == len(FONTS)  # no file twice
+    assert {row[3] for row in FONTS} == {"matplotlib", *DEBIAN_PACKAGES}
+    assert standins.letter_fonts("test") == [str(standins._font_path(row[3], row[4])) for row in test]
+
+
+def test_every_pinned_font_draws_every_letter():
+    """Each font has an outline for a..z and A..Z, drawn with ink filling EMNIST's frame (a font without
+    Latin letters once gave blank images)."""
+    plain = np.full(38, 0.5)  # no slant, rotation or warp
+    for split in ("train", "test"):
+        for path in standins.letter_fonts(split):
+            outlines = standins._glyph_outlines(path)
+            assert sorted(outlines) == sorted(string.ascii_letters)
+            for letter, glyph in outlines.items():
+                image = standins._draw_letter(glyph, plain)
+                rows, columns = image.any(1).nonzero()[0], image.any(0).nonzero()[0]
+                assert image.max() > 200 and (image == 0).mean() > 0.3, (path, letter)
+                # EMNIST's frame: the longer side of the ink spans 24 pixels, centred, a 2-pixel border around.
+                longer = rows if rows[-1] - rows[0] >= columns[-1] - columns[0] else columns
+                assert (longer[0], longer[-1]) == (2, 25), (path, letter)
+
+
+def test_a_missing_font_file_stops_naming_its_debian_package(tmp_path, monkeypatch):
+    from mnistlab import letter_fonts
+
+    gone = ("test", "Nowhere", "sans", "fonts-nowhere", "/nonexistent/Nowhere.ttf", "0" * 64)
+    monkeypatch.setattr(letter_fonts, "FONTS", [*letter_fonts.FONTS, gone])
+    monkeypatch.setenv("MNISTLAB_DATA", str(tmp_path))
+    monkeypatch.setenv("MNISTLAB_DATA_SOURCE", "offline")
+    install = r"missing: /nonexistent/Nowhere\.ttf\. .*`apt-get install -y fonts-nowhere`"
+    with pytest.raises(FileNotFoundError, match=install):
+        data.load("emnist-letters", "test")
+    assert not list((tmp_path / "offline").glob("*")), "nothing rendered from the fonts that are there"
+    with pytest.raises(FileNotFoundError, match=r"`apt-get install -y fonts-nowhere`"):
+        standins.letter_fonts("train")  # one command installs what both splits need
+
+
+def test_a_different_font_file_stops_naming_the_file_and_its_package(monkeypatch):
+    from mnistlab import letter_fonts
+
+    changed = [(*row[:5], "0" * 64) if row[4].endswith("/Breip.ttf") else row for row in letter_fonts.FONTS]
+    monkeypatch.setattr(letter_fonts, "FONTS", changed)
+    named = (r"/usr/share/fonts/truetype/breip/Breip\.ttf, a file of the Debian package fonts-breip "
+             r"\(pinned: version 1:0\.5\.1-3, Debian 12 bookworm\), is not the pinned file")
+    with pytest.raises(RuntimeError, match=named):
+        standins.letter_fonts("test")
+
+
+def test_letters_rendered_otherwise_stop_instead_of_loading(tmp_path, monkeypatch):
+    monkeypatch.setenv("MNISTLAB_DATA", str(tmp_path))
+    monkeypatch.setenv("MNISTLAB_DATA_SOURCE", "offline")
+    monkeypatch.setattr(standins, "LETTERS_PER_CLASS", {"train": 1, "test": 1})
+    monkeypatch.setattr(standins, "LETTERS_SHA256", {"train": (1, "0" * 64), "test": (1, "0" * 64)})
+    with pytest.raises(RuntimeError, match="test split rendered here is not the pinned one.*Every font file matches"):
+        data.load("emnist-letters", "test")
+    assert not list((tmp_path / "offline").glob("*")), "nothing cached"
 
 
 def test_emnist_standin_renders_once_then_reads_its_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("MNISTLAB_DATA", str(tmp_path))
     monkeypatch.setenv("MNISTLAB_DATA_SOURCE", "offline")
     monkeypatch.setattr(standins, "LETTERS_PER_CLASS", {"train": 2, "test": 1})
-    fonts = standins.letter_fonts()[:2]
-    monkeypatch.setattr(standins, "letter_fonts", lambda: fonts)
     first = data.load("emnist-letters", "test")
     assert len(first) == 26 and sorted(first.labels.tolist()) == list(range(1, 27))
-    assert [path.name for path in (tmp_path / "offline").iterdir()] == [f"letters-v{standins.LETTERS_VERSION}-test-2fonts.pt"]
+    version = standins.LETTERS_VERSION
+    assert [path.name for path in (tmp_path / "offline").iterdir()] == [f"letters-v{version}-test-1-unpinned.pt"]
+    render = standins.render_letters
     monkeypatch.setattr(standins, "render_letters", lambda *args, **kwargs: pytest.fail("the cache was not used"))
     again = data.load("emnist-letters", "test")
     assert torch.equal(again.images, first.images) and again.source == first.source
-    assert again.source == f"offline stand-in: letters rendered from 2 fonts 26 ({data.EMNIST_RAW})"
+    assert again.source == f"offline stand-in: letters rendered from 15 fonts 26 ({data.EMNIST_RAW})"
+    # Pinned, the cache's name holds the checksum, and a file that does not match it is made again.
+    pinned = standins.letters_sha256(first.images, first.labels)
+    monkeypatch.setattr(standins, "LETTERS_SHA256", {**standins.LETTERS_SHA256, "test": (1, pinned)})
+    monkeypatch.setattr(standins, "render_letters", render)
+    cache = tmp_path / "offline" / f"letters-v{version}-test-1-{pinned[:12]}.pt"
+    torch.save((first.images.flip(0), first.labels.flip(0)), cache)  # an old or damaged file
+    third = data.load("emnist-letters", "test")
+    assert torch.equal(third.images, first.images) and standins.letters_sha256(*torch.load(cache)) == pinned
 
 
 def test_render_letters_stores_each_letter_transposed(monkeypatch):
     upright = []
-    frame = standins._emnist_frame
-    monkeypatch.setattr(standins, "_emnist_frame", lambda img: upright.append(frame(img)) or upright[-1])
-    monkeypatch.setattr(standins, "_elastic_warp", lambda images, rng: images)  # keep pixels comparable
-    fonts = standins.letter_fonts()
-    assert any("DejaVuSans" in font for font in fonts)
-    images, labels = standins.render_letters(fonts[:3], per_class=2, seed=0)
+    draw = standins._draw_letter
+    monkeypatch.setattr(standins, "_draw_letter", lambda glyph, u: upright.append(draw(glyph, u)) or upright[-1])
+    images, labels = standins.render_letters(standins.letter_fonts("test")[:3], per_class=2, seed=0)
     assert images.dtype == torch.uint8 and images.shape == (52, 28, 28)
     assert labels.dtype == torch.int64 and sorted(labels.tolist()) == [k for k in range(1, 27) for _ in range(2)]
     assert labels.tolist() != sorted(labels.tolist()), "classes are mixed, as in EMNIST, not sorted by letter"
-    # Each stored image is one rendered (upright) image, transposed; the order is shuffled.
+    # Each stored image is one drawn (upright) image, transposed; the order is shuffled.
     stored = sorted(image.numpy().tobytes() for image in images)
-    rendered = sorted(image.numpy().tobytes() for image in torch.from_numpy(np.stack(upright)).transpose(1, 2))
-    assert stored == rendered
+    drawn = sorted(image.numpy().tobytes() for image in torch.from_numpy(np.stack(upright)).transpose(1, 2))
+    assert stored == drawn
     assert (images.flatten(1).amax(1) > 200).all()  # every image has ink
 
 
 def test_render_letters_is_repeatable_per_seed():
-    fonts = standins.letter_fonts()[:2]
+    fonts = standins.letter_fonts("test")[:2]
     a, _ = standins.render_letters(fonts, per_class=1, seed=5)
     b, _ = standins.render_letters(fonts, per_class=1, seed=5)
     c, _ = standins.render_letters(fonts, per_class=1, seed=6)
