@@ -7,9 +7,11 @@ PY := $(VENV)/bin/python
 # Offline stand-in data unless told otherwise (make demo MNISTLAB_DATA_SOURCE=auto for the real data).
 export MNISTLAB_DATA_SOURCE ?= offline
 # Debian packages, in one place (.ci/run and every target below use these lists):
-#   fonts-*    the fonts the offline EMNIST-style letters are rendered from (mnistlab/standins.py)
+#   fonts-*    the pinned fonts the offline EMNIST-style letters are rendered from (mnistlab/letter_fonts.py)
 #   chromium   the real-browser test of the student's JupyterLab (tests/test_browser.py)
-SYSTEM_PACKAGES := fonts-dejavu-core fonts-liberation fonts-freefont-ttf fonts-urw-base35 chromium
+LETTER_FONTS := fonts-urw-base35 fonts-crosextra-caladea fonts-crosextra-carlito fonts-comic-neue \
+	fonts-humor-sans fonts-breip fonts-dancingscript
+SYSTEM_PACKAGES := $(LETTER_FONTS) chromium
 #   dataset-fashion-mnist  the offline Fashion-MNIST; only the benchmarks use it
 BENCH_PACKAGES := dataset-fashion-mnist
 # pip on some machines warns about every package it looks up in an empty local index: hide that noise.

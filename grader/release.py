@@ -29,6 +29,8 @@ SKELETON = Path(__file__).resolve().parent.parent / "student"  # start_lab.py, M
 # nbgrader's markers around what students must never see (solutions, hidden tests, mark schemes).
 SECRET_REGIONS = (("### BEGIN SOLUTION", "### END SOLUTION"), ("### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"),
                   ("=== BEGIN MARK SCHEME ===", "=== END MARK SCHEME ==="))
+TIMES = "bench/notebook_times.json"  # measured Run All / Validate times (bench/time_notebooks.py)
+HOW_LONG = "**How long.**"  # the line of each notebook's introduction that states its measured times
 MIN_SECRET_LINE = 12  # shorter lines ("return x", "pass") say nothing about a solution
 
 
@@ -59,6 +61,8 @@ def build(course=".", to="dist", exchange=None):
         shutil.copytree(notebooks / name, folder / "notebooks" / name,
                         ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
     (folder / "pyproject.toml").write_text(student_pyproject(course / "pyproject.toml"))
+    readme = folder / "README.md"
+    readme.write_text(readme.read_text().replace("RUN_TIMES", run_times_table(course / TIMES, names)))
     (folder / "jupyter" / "nbgrader_config.py").write_text(student_nbgrader_config(config, course_id))
     found = leaks(folder, course / cd.source_directory)
     if found:
@@ -92,6 +96,25 @@ dependencies = [
 [tool.setuptools]
 packages = ["{PACKAGE}"]
 '''
+
+
+def duration(seconds):
+    """A waiting time as students read it: "about 40 s", "about 3 min"."""
+    return f"about {round(seconds / 60)} min" if seconds >= 90 else f"about {max(10, round(seconds / 10) * 10)} s"
+
+
+def how_long(times):
+    """The sentence each notebook's introduction carries (bench/time_notebooks.py writes it there)."""
+    return (f"{HOW_LONG} *Run All* takes {duration(times['run_all_s'])} and *Validate* "
+            f"{duration(times['validate_s'])} on a {times['cores']}-core machine with the offline data.")
+
+
+def run_times_table(times_file, names):
+    """The student README's rows: each notebook's measured Run All and Validate times."""
+    times = json.loads(Path(times_file).read_text()) if Path(times_file).exists() else {}
+    rows = [f"| `{name}` | {duration(times[name]['run_all_s'])} | {duration(times[name]['validate_s'])} |"
+            if name in times else f"| `{name}` | not measured | not measured |" for name in names]
+    return "\n".join(rows)
 
 
 def student_nbgrader_config(config, course_id):

@@ -4,6 +4,7 @@
 with --nbval-lax.)
 """
 
+import re
 import shutil
 import subprocess
 import sys
@@ -178,3 +179,32 @@ def test_no_grade_cell_ends_in_a_value(name):
             getattr(last.value.func, "id", None) in ("print", "display")
         assert not isinstance(last, ast.Expr) or is_print, \
             f"{name}: grade cell {cell.metadata['nbgrader']['grade_id']} ends in a value ({ast.unparse(last)[:60]}): assign it"
+
+
+DRAWS = re.compile(r"^(?!\s*#).*\b(plots\.(?!\w*_data\b)\w+|plt\.(?!close\b|rcParams\b)\w+|\w+\.plot|imshow)\(", re.M)
+
+
+@pytest.mark.parametrize("name", ASSIGNMENTS)
+def test_every_cell_that_draws_shows_its_figure_in_the_solution(name):
+    """A reader of the published solution sees every figure the prose talks about: a cell that calls
+    a plotting helper (plots.*, plt.*, .plot, imshow) has an image output. (Built with a non-inline
+    backend, the solutions once held none at all.)"""
+    solution = read(COURSE / "solutions" / name / f"{name}.ipynb")
+    drawing = [cell for cell in solution.cells if cell.cell_type == "code" and DRAWS.search(cell.source)]
+    assert drawing, f"{name} draws no figure at all"
+    missing = [cell.metadata.get("nbgrader", {}).get("grade_id") or cell.get("id") for cell in drawing
+               if not any("image/png" in output.get("data", {}) for output in cell.get("outputs", []))]
+    assert missing == [], f"solutions/{name}: these cells draw but show no figure (run `make build`): {missing}"
+
+
+@pytest.mark.parametrize("name", ASSIGNMENTS)
+def test_every_introduction_says_how_long_run_all_and_validate_take(name):
+    """Measured by bench/time_notebooks.py, which writes both the file and the sentence."""
+    import json
+
+    from grader import release
+
+    times = json.loads((COURSE / release.TIMES).read_text())
+    assert name in times, f"{name} was never timed: run bench/time_notebooks.py {name}"
+    intro = read(COURSE / "notebooks" / name / f"{name}.ipynb").cells[0].source
+    assert release.how_long(times[name]) in intro, f"{name}'s introduction must say: {release.how_long(times[name])}"

