@@ -5,6 +5,7 @@
     train       - batches, fit, evaluate, predict, seed_everything: a fast, readable training loop
     plots       - learning curves, image grids, confusion matrices, weight templates
     diagnose    - find the pitfall behind a bad model: findings with evidence and a fix
+    stats       - is a difference between two models real? McNemar's test, paired bootstrap over test images
     thresholds  - the one table of accuracy thresholds the notebooks' graded checks use
     course      - small helpers the notebooks share (key_result, grading)
 """

@@ -184,6 +184,35 @@ def subset(ds, per_class=15, seed=0):
     return Dataset(ds.images[index], ds.labels[index], ds.classes, f"{ds.source} | subset {per_class}/class seed {seed}")
 
 
+def split_validation(ds, per_class=None, fraction=None, seed=0):
+    """(train, validation): a stratified validation split carved from the training data.
+
+    Model selection (a weight decay, a hidden size, an augmentation) is decided on the validation
+    split; the test set is touched once, for the final figure (CS231n's "Setting hyperparameters").
+    Give `per_class` (e.g. 5 of each class) or `fraction` (e.g. 0.2). The two parts never overlap.
+    """
+    if (per_class is None) == (fraction is None):
+        raise ValueError("give either per_class (images of each class) or fraction (0..1) for the validation split")
+    counts = torch.bincount(ds.labels, minlength=len(ds.classes))
+    present = counts.nonzero().squeeze(1)
+    if fraction is not None:
+        if not 0 < fraction < 1:
+            raise ValueError(f"fraction must lie between 0 and 1, got {fraction}")
+        per_class = max(1, int(counts[present].min() * fraction))
+    if per_class >= counts[present].min():
+        raise ValueError(f"a validation split of {per_class} per class leaves no training image of the rarest "
+                         f"class ({counts[present].min().item()} images): ask for fewer")
+    val = subset(ds, per_class, seed)
+    keep = torch.ones(len(ds), dtype=torch.bool)
+    generator = torch.Generator().manual_seed(seed)
+    for label in present:  # the same draw as subset(): the first per_class of each class's permutation
+        where = (ds.labels == label).nonzero().squeeze(1)
+        keep[where[torch.randperm(len(where), generator=generator)[:per_class]]] = False
+    train = Dataset(ds.images[keep], ds.labels[keep], ds.classes, f"{ds.source} | train part, {per_class}/class held out seed {seed}")
+    val.source = f"{ds.source} | validation {per_class}/class seed {seed}"
+    return train, val
+
+
 def negative(ds):
     """Inverted images: white background, dark strokes (pixel -> 255 - pixel)."""
     return Dataset(255 - ds.images, ds.labels, ds.classes, f"{ds.source} | negative")
