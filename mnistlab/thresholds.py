@@ -101,6 +101,29 @@ TABLE = {
 }
 
 
+RULE = "threshold = mean - 3 standard deviations of the reference's figure over the seeds, rounded down to half a point"
+
+
+def kind_of(source):
+    """"offline" for a stand-in's `.source`, "full" for torchvision's datasets: the table's two columns."""
+    return "full" if source.startswith("torchvision") else "offline"
+
+
+def rule(figures):
+    """The course's one rule for a threshold: the mean of the reference solution's checked figure
+    over the calibration runs (one per seed, at least 3) minus 3 standard deviations, rounded down
+    to half a point. Never moved after looking at a broken variant: a broken variant that passes
+    is caught by another test, or the notebook says that accuracy cannot tell it apart."""
+    import math
+    import statistics
+
+    figures = [float(f) for f in figures]
+    if len(figures) < 3:
+        raise ValueError(f"the rule needs the reference's figure on at least 3 seeds, got {len(figures)}")
+    value = statistics.mean(figures) - 3 * statistics.stdev(figures)
+    return math.floor(value * 200 + 1e-9) / 200
+
+
 def threshold(assignment, check, ds):
     """The minimum accuracy for `check` of `assignment`, for the data `ds` actually is."""
     kind = "offline" if is_standin(ds) else "full"

@@ -38,8 +38,17 @@ def default_device():
     return torch.device("cpu")
 
 
+SEED_SHIFT = "MNISTLAB_SEED_SHIFT"  # set only by the instructor's `python -m grader calibrate`
+
+
 def seed_everything(seed):
-    """Seed Python, NumPy and PyTorch so that a run on the CPU repeats exactly."""
+    """Seed Python, NumPy and PyTorch so that a run on the CPU repeats exactly.
+
+    (The instructor's `grader calibrate` sets MNISTLAB_SEED_SHIFT=k to run a whole notebook again
+    with every seed moved by 1000*k: that is how the course measures how much a figure varies
+    from seed to seed. Unset, your seeds are used as they are.)
+    """
+    seed = seed + 1000 * int(os.environ.get(SEED_SHIFT, "0") or 0)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)  # also seeds every GPU
