@@ -9,7 +9,8 @@ Any other option goes to `jupyter lab` (e.g. --port 8899). What this sets, and w
   (create assignment, formgrader, course list, assignment list) are off, Validate is on, and
   nbgrader_config.py gives Validate the course's cell time limit;
 - JUPYTERLAB_SETTINGS_DIR=jupyter/lab/user-settings/: notebooks save their progress bars (widget
-  state), so a notebook you reopen still shows them;
+  state), so a notebook you reopen still shows them (a small broken-link mark on a reopened bar only
+  means its kernel is not running); no news pop-up;
 - PYTHONPATH: the course's `mnistlab` package, from this folder.
 """
 
@@ -25,7 +26,9 @@ DATA_CHOICES = ("offline", "download", "auto")
 
 def lab_environment(data):
     """The environment JupyterLab (and every notebook's kernel) runs in."""
-    env = dict(os.environ)
+    # A shell's MPLBACKEND (e.g. Agg) would keep figures out of the notebooks, and MNISTLAB_QUIET
+    # their progress bars: the lab drops both.
+    env = {key: value for key, value in os.environ.items() if key not in ("MPLBACKEND", "MNISTLAB_QUIET")}
     env["MNISTLAB_DATA_SOURCE"] = data
     env["JUPYTER_CONFIG_DIR"] = str(HERE / "jupyter")
     env["JUPYTERLAB_SETTINGS_DIR"] = str(HERE / "jupyter" / "lab" / "user-settings")

@@ -144,7 +144,7 @@ def test_students_install_only_what_the_notebooks_need(released):
     assert "c.Execute.timeout = 300" in config  # Validate gets the course's cell time limit
 
 
-def test_the_student_lab_is_set_up_for_a_student(released):
+def test_the_student_lab_is_set_up_for_a_student(released, monkeypatch):
     folder, _ = released
     disabled = json.loads((folder / "jupyter" / "labconfig" / "page_config.json").read_text())["disabledExtensions"]
     for plugin in ("create-assignment", "formgrader", "course-list", "assignment-list"):
@@ -153,13 +153,18 @@ def test_the_student_lab_is_set_up_for_a_student(released):
     assert server["ServerApp"]["jpserver_extensions"]["nbgrader.server_extensions.validate_assignment"] is True
     widgets = folder / "jupyter" / "lab" / "user-settings" / "@jupyter-widgets" / "jupyterlab-manager" / "plugin.jupyterlab-settings"
     assert json.loads(widgets.read_text())["saveState"] is True
+    news = folder / "jupyter" / "lab" / "user-settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    assert json.loads(news.read_text())["checkForUpdates"] is False  # no pop-up asking to fetch news
     # start_lab.py: offline unless told otherwise, the course's Jupyter settings, the release's package.
     sys.path.insert(0, str(folder))
     try:
         import start_lab
     finally:
         sys.path.remove(str(folder))
+    monkeypatch.setenv("MPLBACKEND", "Agg")  # as under `make test`: the lab must not inherit it
+    monkeypatch.setenv("MNISTLAB_QUIET", "1")
     env = start_lab.lab_environment("offline")
+    assert "MPLBACKEND" not in env and "MNISTLAB_QUIET" not in env
     assert env["MNISTLAB_DATA_SOURCE"] == "offline"
     assert env["JUPYTER_CONFIG_DIR"] == str(folder / "jupyter")
     assert env["PYTHONPATH"].split(os.pathsep)[0] == str(folder)
