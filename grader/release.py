@@ -15,7 +15,6 @@ finish a release that has one.
 import json
 import re
 import shutil
-import subprocess
 import sys
 import tomllib
 from pathlib import Path
