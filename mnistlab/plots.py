@@ -4,8 +4,10 @@ In Jupyter a returned figure shows once (each figure is closed in pyplot before 
 so it is not drawn a second time at the end of the cell); in a script, call fig.savefig(path).
 """
 
+import math
+
 import matplotlib.pyplot as plt
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import MaxNLocator, PercentFormatter
 import torch
 from torch import nn
 
@@ -14,7 +16,8 @@ def learning_curves(history, title=None):
     """Loss and accuracy per epoch, train (solid) and test (dashed).
 
     `history` is what mnistlab.train.fit returns, or a dict {label: history} to compare runs
-    (e.g. one per weight decay).
+    (e.g. one per weight decay). The accuracy axis is zoomed to the data (see accuracy_limits), in
+    percent; when it does not start at 0, its title says where it starts.
     """
     runs = history if isinstance(history, dict) else {None: history}
     for label, rows in runs.items():
@@ -22,6 +25,7 @@ def learning_curves(history, title=None):
             name = "the history" if label is None else f"history {label!r}"
             raise ValueError(f"{name} is empty: train for at least one epoch")
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+    accuracies = []
     for (label, rows), color in zip(runs.items(), plt.rcParams["axes.prop_cycle"].by_key()["color"] * 10):
         epochs = [row["epoch"] for row in rows]
         prefix = f"{label}: " if label is not None else ""
@@ -30,8 +34,12 @@ def learning_curves(history, title=None):
                 continue
             ax_loss.plot(epochs, [row[f"{split}_loss"] for row in rows], style, color=color, label=f"{prefix}{split}")
             ax_acc.plot(epochs, [row[f"{split}_acc"] for row in rows], style, color=color, label=f"{prefix}{split}")
+            accuracies += [row[f"{split}_acc"] for row in rows]
+    low, high = accuracy_limits(accuracies)
     ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
-    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy", ylim=(0, 1.02))
+    ax_acc.set(xlabel="epoch", ylabel="accuracy", ylim=(low, high),
+               title="accuracy" if low == 0 else f"accuracy (axis zoomed to the data: from {low:.0%})")
+    ax_acc.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
     for ax in (ax_loss, ax_acc):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
@@ -47,6 +55,29 @@ def learning_curves(history, title=None):
         fig.tight_layout(rect=(0, 0.06 * -(-len(labels) // 4) + 0.02, 1, 1))
     plt.close(fig)
     return fig
+
+
+def accuracy_limits(accuracies, span=0.1):
+    """(low, high): the accuracy axis of learning_curves, zoomed to the data so that differences of a
+    point or two show (85-92% squashed into the top of a 0-100% axis hides them).
+
+    The axis covers every accuracy with a margin of a tenth of their range (at least half a point) on
+    each side, is at least `span` (10 points) tall, ends at 101% at most, and starts at 0 when the data
+    come within `span` of 0 (then the whole scale shows). Both ends are whole percents."""
+    accuracies = [float(a) for a in accuracies]
+    if not accuracies:
+        return 0.0, 1.01
+    low, high = min(accuracies), max(accuracies)
+    margin = max((high - low) / 10, 0.005)
+    low, high = low - margin, high + margin
+    if high - low < span:  # nearly flat: widen around the middle
+        middle = (low + high) / 2
+        low, high = middle - span / 2, middle + span / 2
+    if high > 1.01:
+        low, high = low - (high - 1.01), 1.01
+    low = 0.0 if low < span else math.floor(low * 100 + 1e-9) / 100
+    high = max(high, low + span)  # (starting at 0 can have cut the widened axis short)
+    return low, min(1.01, math.ceil(high * 100 - 1e-9) / 100)
 
 
 def image_grid(images, labels=None, predictions=None, classes=None, n=40, ncols=10):

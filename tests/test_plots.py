@@ -66,6 +66,40 @@ def test_learning_curves_of_an_empty_history_say_to_train():
         plots.learning_curves({"wd 0": history(), "wd 0.1": []})
 
 
+def accuracy_history(train_acc, test_acc):
+    return [{"epoch": e, "train_loss": 1.0, "train_acc": a, "test_loss": 1.0, "test_acc": b}
+            for e, (a, b) in enumerate(zip(train_acc, test_acc), start=1)]
+
+
+def test_learning_curves_zoom_the_accuracy_axis_to_the_data():
+    # 85-92%: on a 0-100% axis the two curves and their gap would be squashed into the top.
+    rows = accuracy_history([0.855, 0.875, 0.89, 0.91, 0.92], [0.845, 0.86, 0.88, 0.89, 0.905])
+    ax_acc = plots.learning_curves(rows).axes[1]
+    low, high = ax_acc.get_ylim()
+    assert 0.80 <= low < 0.845 and 0.92 < high <= 0.96  # every point inside, the axis about 10 points tall
+    assert ax_acc.get_title() == f"accuracy (axis zoomed to the data: from {low:.0%})"  # says it does not start at 0
+    ax_acc.figure.canvas.draw()
+    assert all(t.get_text().endswith("%") for t in ax_acc.get_yticklabels() if t.get_text())
+
+
+def test_learning_curves_show_the_whole_scale_when_a_run_collapses():
+    # One run near chance, one near 98% (as 05's normal vs inverted digits): the axis starts at 0.
+    fig = plots.learning_curves({"normal": accuracy_history([0.9, 0.98], [0.9, 0.97]),
+                                 "inverted": accuracy_history([0.11, 0.1], [0.1, 0.1])})
+    low, high = fig.axes[1].get_ylim()
+    assert low == 0 and 0.98 < high <= 1.01
+    assert fig.axes[1].get_title() == "accuracy"
+
+
+@pytest.mark.parametrize("accuracies", [[0.9], [1.0, 1.0], [0.5, 0.52], [0.0, 0.05], [0.63, 0.66, 0.9], [0.2, 1.0]])
+def test_accuracy_limits_hold_the_data_and_stay_readable(accuracies):
+    low, high = plots.accuracy_limits(accuracies)
+    assert (low == 0 or low <= min(accuracies) - 0.004) and max(accuracies) + 0.004 <= high  # no point on the frame
+    assert high - low >= 0.1 - 1e-9 and 0 <= low and high <= 1.01
+    assert low == 0 or low >= 0.1  # near 0 the whole scale shows
+    assert round(low * 100, 6) == int(round(low * 100)) and round(high * 100, 6) == int(round(high * 100))  # whole percents
+
+
 def test_image_grid_of_a_dataset_titles_the_labels():
     ds = toy(n=12)
     fig = plots.image_grid(ds, n=8, ncols=4)
