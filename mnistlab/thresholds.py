@@ -31,21 +31,26 @@ TABLE = {
     # not measured on full data.
     ("01-softmax", "letters-linear"): {"offline": 0.58, "full": 0.50},
     # ---- 02-svm-vs-logistic
-    # Linear model on 150 images (15/class), SGD lr 0.1, batch 32, 100 epochs; test accuracy.
-    # Calibration: bench/calibrate_02_svm_vs_logistic.py, seeds 0-4 (subset and init), offline data.
-    #   reference SVM 0.773 0.786 0.769 0.786 0.781, logistic 0.787 0.791 0.785 0.796 0.789;
-    #   broken, all below both thresholds: leftover weight_decay=10 0.10-0.19, lr=1e-4 0.10-0.30,
-    #   NLLLoss on raw scores 0.37-0.62, MSELoss on one-hot 0.68-0.72 (logistic check). Softmax before
-    #   CrossEntropyLoss (0.76-0.78) is too close to tell by accuracy: the notebook's loss check
-    #   (train loss < 0.5; it ends at 1.6) catches it.
+    # Linear model on 150 images (15/class), SGD lr 0.1, batch 32, 100 epochs; test accuracy. The rule
+    # (thresholds.rule) over bench/calibrate_02_svm_vs_logistic.py --part rule, offline data, the graded figures
+    # measured as `grader calibrate` does (initialisation seeds shifted by 1000 k, k = 0..4; subsets fixed):
+    #   SVM one model (subset 0, test-ex1-svm) 0.773 0.793 0.775 0.780 0.792 -> rule 0.750; mean of the 5 seeds'
+    #     models (test-ex5-seeds) 0.779-0.784 -> 0.775. One threshold per check: the lower, 0.750.
+    #   logistic one model 0.787 0.802 0.788 0.793 0.795 -> 0.770; mean of 5 0.789-0.793 -> 0.785: 0.770.
+    #   (Seeds 0-4 varying subset AND initialisation, as the notebook's part 4: SVM 0.769-0.786 -> 0.755,
+    #   logistic 0.785-0.796 -> 0.775.)
+    #   Broken (seeds 0-4): leftover weight_decay=10 0.10-0.19, lr=1e-4 0.10-0.30, NLLLoss on raw scores
+    #   0.37-0.62, MSELoss on one-hot 0.68-0.72: fail. Softmax before CrossEntropyLoss 0.758-0.779 passes the
+    #   logistic check on 2 of 5 seeds: accuracy cannot tell it apart; the cell's loss check (train loss < 0.5;
+    #   it ends at 1.6) and its hidden test (outputs that sum to 1) catch it.
     # "full": not measured here (no download possible). From published figures with margin: the
     #   purely supervised baselines trained on 100 MNIST labels and tested on the official test set
     #   reach 74-77% (Kingma et al. 2014, Table 1, N=100: NN 25.8% error, CNN 23.0%; quoted from
     #   memory of the paper, not re-checked here). We train on 150 labels, and the offline
     #   measurement is 77-80%. 0.65 leaves about 9 points below those figures; on full data it
     #   catches the collapsed runs (10-30%), not the near misses, which the notebook's loss checks catch.
-    ("02-svm-vs-logistic", "svm"): {"offline": 0.72, "full": 0.65},
-    ("02-svm-vs-logistic", "logistic"): {"offline": 0.75, "full": 0.65},
+    ("02-svm-vs-logistic", "svm"): {"offline": 0.75, "full": 0.65},
+    ("02-svm-vs-logistic", "logistic"): {"offline": 0.77, "full": 0.65},
     # ---- 03-hidden-layer
     # Measured with bench/calibrate_03_hidden_layer.py (offline, seeds 0-4, reference and broken variants).
     # 150 images, 5000 hidden units, 30 epochs: train accuracy 100% on 5/5 seeds (SVM and logistic heads);
