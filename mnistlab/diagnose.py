@@ -29,7 +29,7 @@ run, like nbgrader's preprocessors: a pipeline of small stages, each with one id
     output_activation        ReLU/sigmoid/... on the output before CrossEntropyLoss or MultiMarginLoss
     double_softmax           softmax (error) or log-softmax (info) before CrossEntropyLoss
     nll_without_log_softmax  NLLLoss on outputs that are not log-probabilities
-    linear_stack             Linear/Conv layers with nothing nonlinear between them
+    linear_stack             Linear/Conv layers with no activation between them (max-pooling at most)
     labels_vs_outputs        labels out of range, an output whose class never occurs, outputs != classes
     input_scale              first layer fed raw 0..255 (rms > 5), or off-centre (|mean| > 0.5 and > 1.5 std)
     dead_relu                ReLU units never active on the sample (>= 50% of a layer: warning; 100%: error)
@@ -201,7 +201,8 @@ LINEAR_IN_EVAL = (
     nn.Flatten, nn.Unflatten, nn.Identity, nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNorm,
     nn.modules.pooling._AvgPoolNd, nn.modules.pooling._AdaptiveAvgPoolNd,
 )
-# Max-pooling is nonlinear, but barely: between two conv layers it is a poor substitute for an activation.
+# Max-pooling is a nonlinearity (piecewise linear: the largest of a few neighbours), not an activation of each
+# unit: linear_stack reports weight layers with only max-pooling between them, and says that they are not linear.
 MAX_POOLS = (nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AdaptiveMaxPoolNd)
 ACTIVATIONS = (
     nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish,
@@ -211,6 +212,7 @@ ACTIVATIONS = (
 DYING = (nn.ReLU, nn.ReLU6)  # units that output exactly 0, with zero gradient, for every negative input
 NON_NEGATIVE = ("ReLU", "ReLU6", "Sigmoid", "Softplus", "Hardsigmoid")  # activations whose output is >= 0
 PROBABILITIES = ("Softmax", "Softmin", "Softmax2d")
+BOUNDED = {"Sigmoid": (0, 1), "Tanh": (-1, 1), "Hardtanh": (-1, 1), "Hardsigmoid": (0, 1), "Softsign": (-1, 1)}
 CHAINABLE = ("weight", "linear", "max_pool")  # kinds of call a stack of layers without activation may contain
 FINGERPRINT_ROWS = 16  # rows of a layer's input/output kept to tell whether two layers are directly connected
 
@@ -226,6 +228,8 @@ class Call:
     moments: dict = None  # n, sum, sumsq, min, max of the input (the first weight layer only)
     ever_active: torch.Tensor = None  # per unit: positive for at least one image (ReLU modules)
     in_ever_active: torch.Tensor = None  # per input unit of a weight layer, when its input is >= 0
+    out_ever_positive: torch.Tensor = None  # first weight layer: per output unit, > 0 for at least one image
+    out_ever_non_positive: torch.Tensor = None  # first weight layer: per output unit, <= 0 for at least one image
 
     @property
     def in_stats(self):
@@ -446,6 +450,10 @@ def _forward(model, x):
                 values = x_in.double()  # float64 sums: exact enough for 0..255 pixels too
                 call.moments = {"n": values.numel(), "sum": values.sum().item(), "sumsq": values.pow(2).sum().item(),
                                 "min": values.min().item(), "max": values.max().item()}
+                if output.dim() >= 2:
+                    units = output.reshape(len(output), -1)
+                    call.out_ever_positive = (units > 0).any(0).cpu()
+                    call.out_ever_non_positive = (units <= 0).any(0).cpu()
             if x_in.dim() >= 2 and x_in.min() >= 0:
                 call.in_ever_active = _per_unit_any(x_in)
         if isinstance(module, DYING) and output.dim() >= 2:
@@ -489,7 +497,7 @@ def _merge(calls, more):
     if [c.module for c in calls] != [c.module for c in more]:
         return False
     for call, extra in zip(calls, more):
-        for unit in ("ever_active", "in_ever_active"):
+        for unit in ("ever_active", "in_ever_active", "out_ever_positive", "out_ever_non_positive"):
             a, b = getattr(call, unit), getattr(extra, unit)
             if a is not None and b is not None and a.shape == b.shape:
                 setattr(call, unit, a | b)
@@ -523,9 +531,11 @@ def output_activation(p):
     """An activation (ReLU, sigmoid, softmax...) on the output, before a loss that wants raw scores.
 
     nn.CrossEntropyLoss and nn.MultiMarginLoss expect raw scores that can be any real number. A ReLU
-    on the output clips every negative score to 0 with zero gradient, so an output that is 0 for all
-    images can never recover; sigmoid and tanh cap the scores, so the loss cannot get small.
-    (Softmax before CrossEntropyLoss is the detector double_softmax.)
+    on the output clips every negative score to 0 with zero gradient, so a class whose score is
+    negative for every image gets no gradient into its own weights: the loss cannot raise it again
+    (only changes in the layers below can). Sigmoid and tanh keep the scores in a narrow range, so
+    even a perfect answer keeps a loss above 0. (Softmax before CrossEntropyLoss is the detector
+    double_softmax; log-softmax before MultiMarginLoss changes no margin, so it is not reported.)
     """
     if p.loss_kind is None:
         raise Skip(f"unknown loss {p.loss_name}: this checks nn.CrossEntropyLoss and nn.MultiMarginLoss")
@@ -536,6 +546,8 @@ def output_activation(p):
     names = p.output_activations()
     if p.loss_name == "nn.CrossEntropyLoss":
         names = [n for n in names if n not in PROBABILITIES + ("LogSoftmax",)]
+    else:  # log_softmax(s) = s - logsumexp(s): every difference of two scores, so every margin, is unchanged
+        names = [n for n in names if n != "LogSoftmax"]
     if not names:
         return []
     evidence = {"num_outputs": p.num_outputs}
@@ -549,27 +561,47 @@ def output_activation(p):
         f"The model's output passes through {chain} before {p.loss_name}{p.assumption}, which expects raw "
         "scores (any real number, negative included). "
     )
+    severity, last = "error", names[-1]
     if any(n in ("ReLU", "ReLU6") for n in names):
-        why += ("ReLU sets every negative score to 0 with zero gradient: an output that is 0 for every image gets "
-                "no gradient and can never come back, and the model cannot say 'surely not this class'.")
-    elif any(n in PROBABILITIES + ("LogSoftmax",) for n in names):
-        why += "Softmax squashes the scores into [0, 1], so the margin of 1 MultiMarginLoss asks for is never met."
+        why += ("ReLU turns every negative score into 0, with zero gradient: a class whose score is negative for "
+                "every image gets no gradient into its own weights, so the loss cannot raise it again (only changes "
+                "in the layers below can), and meanwhile it loses every image to any class with a positive score. "
+                "No score can go below 0 either: a class can be made unlikely only by raising the others.")
+        if evidence.get("outputs_zero_for_every_image"):
+            why += (f" Here {evidence['outputs_zero_for_every_image']} of the {p.num_outputs} outputs are 0 for every "
+                    f"one of the {len(p.outputs)} images.")
+    elif last in PROBABILITIES:
+        why += ("Softmax squashes the scores into [0, 1], so the margin of 1 MultiMarginLoss asks for is reached "
+                "only in the limit (probability exactly 1 on the right class, 0 on all others): the loss never "
+                "settles at 0 and keeps pushing the probabilities to the extremes.")
+    elif last in BOUNDED:
+        low, high = BOUNDED[last]
+        C = p.num_outputs or 2
+        floor = math.log(1 + (C - 1) * math.exp(-(high - low)))
+        why += (f"{last} keeps every score between {low:g} and {high:g}, so the scores of two classes can differ "
+                f"by at most {high - low:g}: even a perfect answer keeps a loss above 0"
+                + (f" (with {C} classes and nn.CrossEntropyLoss at least ln(1 + {C - 1}e^-{high - low:g}) = "
+                   f"{floor:.2f})" if p.loss_name == "nn.CrossEntropyLoss" else "")
+                + ", so training keeps pushing the scores against the bounds, where the gradient fades.")
     else:
-        why += f"{chain} squashes the scores into a small range, so the loss cannot get small and gradients shrink."
+        severity = "warning"
+        why += (f"{chain} is not needed there: {p.loss_name} works on the raw scores of a linear layer, and "
+                f"{last} restricts or bends them on the way.")
     fix = (
         f"Remove the final {chain}: the last layer should be a plain nn.Linear, whose raw scores go straight into "
         f"{p.loss_name}. Apply torch.softmax(model(x), dim=1) yourself when you want probabilities to show."
     )
-    return [Finding("output_activation", "error", evidence, why, fix)]
+    return [Finding("output_activation", severity, evidence, why, fix)]
 
 
 def double_softmax(p):
     """Softmax (or log-softmax) on the output before nn.CrossEntropyLoss, which applies log-softmax itself.
 
     CrossEntropyLoss computes log_softmax(scores), so a softmax in the model makes it a softmax of
-    probabilities: every input lies in [0, 1], so even a perfect answer keeps a large loss and the
-    gradients fade. Log-softmax before it does no harm (log-softmax of log-probabilities changes
-    nothing) but is redundant.
+    probabilities: every input lies in [0, 1], so even a perfect answer keeps a large loss, and the
+    gradient reaching the model passes through the first softmax's derivative, which vanishes when
+    the model is confident (right or wrong). Log-softmax before it does no harm (log-softmax of
+    log-probabilities changes nothing) but is redundant.
     """
     if p.loss_name != "nn.CrossEntropyLoss":
         return []  # not this detector's loss
@@ -587,8 +619,9 @@ def double_softmax(p):
         why = (
             f"The model ends with {probs[-1]}, and {p.loss_name}{p.assumption} applies log-softmax again: "
             "the loss sees probabilities in [0, 1] as scores. Even a perfect answer (probability 1 on the right "
-            f"class) then has a loss of ln(1 + {C - 1}/e) = {floor:.2f}, and the gradient through two softmaxes "
-            "is small, so training crawls or stalls."
+            f"class) then has a loss of ln(1 + {C - 1}/e) = {floor:.2f}. The gradient reaching the model passes "
+            "through the derivative of its softmax, which vanishes when the model is confident: a confidently wrong "
+            "answer is hardly corrected."
         )
         fix = (
             f"Remove the final {probs[-1]} from the model: {p.loss_name} wants raw scores. Use "
@@ -634,7 +667,11 @@ def linear_stack(p):
 
     Two linear maps in a row are one linear map: Linear(784, 200) then Linear(200, 10) computes
     exactly what a single Linear(784, 10) can, so the extra layer adds parameters but no power.
-    Max-pooling alone in between is only a little better: the max of 4 neighbours is the only bend.
+    Max-pooling in between changes that: the largest of a few neighbours is a (piecewise-linear)
+    nonlinearity, so conv -> max-pool -> conv is not one linear map. Such stacks are reported too,
+    as information, with what is true of them: each weight layer is linear, and choosing which
+    neighbour wins is the only nonlinearity. Whether an activation after each layer helps is then
+    a measurement (train both), not a rule.
     Measured, not guessed: in the forward pass each layer received exactly what the one before it
     produced (only reshaping, dropout, batch norm or max-pooling in between).
     """
@@ -660,25 +697,35 @@ def linear_stack(p):
         chains.append(chain)
     if not chains:
         return []
-    described, pooled = [], 0
+    described, pooled, linear_pairs, pooled_pairs = [], 0, [], []
     for chain in chains:
         weights = [i for i, c in enumerate(chain) if c.kind == "weight"]
         chain = chain[weights[0] : weights[-1] + 1]  # dropout/flatten at either end are not part of the story
         pooled += any(c.kind == "max_pool" for c in chain)
         described.append(" -> ".join(c.name for c in chain))
+        weights = [i for i, c in enumerate(chain) if c.kind == "weight"]
+        for a, b in zip(weights, weights[1:]):  # each pair of successive weight layers: what lies between them
+            pair = f"{chain[a].name} and {chain[b].name}"
+            (pooled_pairs if any(c.kind == "max_pool" for c in chain[a + 1 : b]) else linear_pairs).append(pair)
     weights_in_chains = [sum(c.kind == "weight" for c in chain) for chain in chains]
     evidence = {"linear_stacks": len(chains), "stacks_with_only_max_pooling": pooled,
                 "weight_layers_in_stacks": sum(weights_in_chains),
-                "weight_layers": sum(c.kind == "weight" for c in p.calls)}
-    why = (
-        f"{len(chains)} stack{'s' * (len(chains) > 1)} of weight layers with no activation between them: "
-        f"{'; '.join(described)}. A linear map of a linear map is linear, so a stack computes no more than one "
-        "layer could: the extra layers add parameters but no power."
-        + (" Max-pooling is the only nonlinearity in a stack: it picks the largest of a few neighbours, "
-           "a far weaker bend than a ReLU after every layer." if pooled else "")
-    )
+                "weight_layers": sum(c.kind == "weight" for c in p.calls),
+                "pairs_composing_one_linear_map": len(linear_pairs), "pairs_with_only_max_pooling": len(pooled_pairs)}
+    why = (f"{len(chains)} stack{'s' * (len(chains) > 1)} of weight layers with no activation between them: "
+           f"{'; '.join(described)}.")
+    if linear_pairs:
+        why += (f" {'; '.join(linear_pairs)}: only linear steps between them, so each such pair computes one linear "
+                "map, which a single layer could compute: the extra layer adds parameters but no power.")
+    if pooled_pairs:
+        why += (f" {'; '.join(pooled_pairs)}: only max-pooling between them. Max-pooling keeps the largest of a few "
+                "neighbours, a piecewise-linear nonlinearity, so these layers do not collapse into one linear map; "
+                "but each weight layer is linear, and which neighbour wins is the only nonlinearity. An activation "
+                "after each layer is the usual design: whether it helps this model is a measurement (train both).")
     fix = "Put an activation (nn.ReLU()) after every Linear/Conv layer except the last one."
-    return [Finding("linear_stack", "warning", evidence, why, fix)]
+    if not linear_pairs:
+        fix += " Compare the two models' accuracy before concluding that the activations matter here."
+    return [Finding("linear_stack", "warning" if linear_pairs else "info", evidence, why, fix)]
 
 
 def labels_vs_outputs(p):
@@ -732,9 +779,10 @@ def input_scale(p):
     """What reaches the first layer: its scale (raw 0..255 pixels?) and its centre (inverted images?).
 
     PyTorch initialises a layer for inputs of roughly unit size. Pixels 0..255 make the first layer's
-    outputs ~100x too large (huge steps, divergence). Inputs far off-centre compared with their spread
-    (inverted MNIST: background 1, mean 0.87) give every unit a large shared offset, so ReLU units are
-    on or off for all images alike and many die.
+    outputs ~255x as large as with pixels in [0, 1] (huge steps, divergence). Inputs far off-centre
+    compared with their spread (inverted MNIST: background 1, mean 0.87) give every unit a large
+    offset shared by all images: the finding counts the first layer's units that are > 0 for every
+    image or <= 0 for every image (behind a ReLU: linear, or dead).
     """
     _need_forward(p)
     weights = p.weight_calls()
@@ -748,15 +796,25 @@ def input_scale(p):
         raw = s["max"] > 100
         why = (f"The first weight layer, {weights[0].name}, receives values from {s['min']:.3g} to {s['max']:.3g} "
                f"(rms {s['rms']:.3g}){' - raw 0..255 pixels' if raw else ''}, but PyTorch initialises it for inputs "
-               "of size about 1: its outputs start ~100x too large, updates are huge, and training diverges or stalls.")
+               f"of size about 1: its outputs start about {s['rms']:.0f}x as large as for inputs of rms 1, and the "
+               "gradients of its weights grow with the inputs too, so a learning rate suited to [0, 1] inputs takes "
+               "steps that are far too large: training tends to diverge, or to stall once units die.")
         fix = ("Scale the pixels to [0, 1] (x / 255, as mnistlab.train.batches does) and, better, standardise "
                "(x - mean) / std.")
         findings.append(Finding("input_scale", "error", evidence, why, fix))
     elif abs(s["mean"]) > OFF_CENTRE_MEAN and abs(s["mean"]) > OFF_CENTRE_RATIO * s["std"]:
         why = (f"The first weight layer, {weights[0].name}, receives inputs with mean {s['mean']:.2f} but spread "
-               f"(std) only {s['std']:.2f}: most pixels sit at the same bright value (e.g. inverted images, "
-               "background 1). Every unit then gets a large shared offset, so ReLU units are on or off for all "
-               "images alike, many die, and the informative part of the input is small.")
+               f"(std) only {s['std']:.2f}: most inputs sit near the same value (e.g. inverted images, background 1). "
+               "Every unit's w.x + b then carries a large offset shared by all images, next to which the part that "
+               "differs from image to image is small.")
+        first = weights[0]
+        if first.out_ever_positive is not None and first.out_ever_non_positive is not None:
+            on = (~first.out_ever_non_positive).float().mean().item()
+            off = (~first.out_ever_positive).float().mean().item()
+            evidence.update(first_layer_units_positive_for_every_image=_num(on),
+                            first_layer_units_non_positive_for_every_image=_num(off))
+            why += (f" On these {len(p.outputs)} images {on:.0%} of its units are > 0 for every image (behind a "
+                    f"ReLU: a linear unit) and {off:.0%} are <= 0 for every image (behind a ReLU: a dead unit).")
         fix = ("Standardise the input: x = (x - mean) / std with the training set's mean and std "
                f"(here about ({s['mean']:.2f}, {s['std']:.2f})), e.g. as the first step of forward(); or invert "
                "the images back.")
@@ -772,7 +830,8 @@ def dead_relu(p):
     """ReLU units that are never active on the sample: dead units.
 
     A ReLU unit whose input is negative for every image outputs 0 and passes back zero gradient, so
-    it never learns again. A few are normal; most of a layer dead means the model is far smaller than
+    its weights stop learning: only changes in the layers before it can turn it back on (in the first
+    layer, nothing can). A few are normal; most of a layer dead means the model is far smaller than
     it looks (usual causes: a learning rate too high, badly scaled or off-centre inputs).
     """
     _need_forward(p)
@@ -794,10 +853,13 @@ def dead_relu(p):
     evidence = {"images": len(p.outputs), "worst_dead_fraction": _num(fractions[worst])}
     evidence.update({f"dead_fraction[{name}]": _num(f) for name, f in fractions.items()})
     dead = {name: f for name, f in fractions.items() if f >= DEAD_WARNING}
-    why = (f"{', '.join(f'{f:.0%} of {name}' for name, f in dead.items())} never turn on for any of {len(p.outputs)} "
-           "images. A dead ReLU outputs 0 and gets zero gradient, so it never learns again: "
-           + ("a layer with every unit dead passes nothing on, so the model's output is the same for every image."
-              if severity == "error" else "the layer is much smaller than it looks."))
+    why = (f"{', '.join(f'{f:.0%} of {name}' for name, f in dead.items())} never turn on for any of these "
+           f"{len(p.outputs)} images. A ReLU unit that is off for every training image gets zero gradient into its "
+           "weights and bias, so training cannot turn it back on (only changes in the layers before it can; in the "
+           "first layer nothing can): "
+           + ("a layer with every unit off passes nothing on, so the model's output is the same for every one of "
+              "these images (unless something bypasses that layer)."
+              if severity == "error" else "the layer works as if it had that many fewer units."))
     fix = ("Standardise the inputs (mean 0, std 1), lower the learning rate, and do not put a ReLU on the output; "
            "nn.LeakyReLU cannot die if the problem persists.")
     return [Finding("dead_relu", severity, evidence, why, fix)]
@@ -889,9 +951,12 @@ def stuck_at_chance(p):
         "outputs constant for every image": "find the dead layer (see dead_relu, output_activation) and remove "
                                             "the ReLU on the output",
     }
+    train_acc = history[-1].get("train_acc")
     why = (f"The training loss is still {losses[-1]:.3f} after {len(history)} epochs, {losses[-1] / chance:.0%} of "
-           f"the chance level {chance:.3f} (= the loss of giving all {C} classes the same score): the model "
-           "has learned almost nothing about the images.")
+           f"the chance level {chance:.3f} (= the loss of giving all {C} classes the same score): by its loss, the "
+           "model is barely better than a uniform guess"
+           + (f" (train accuracy {train_acc:.1%}, chance {1 / C:.1%})." if isinstance(train_acc, (int, float))
+              and math.isfinite(train_acc) else "."))
     if causes:
         fix = "Most likely first: " + "; ".join(f"{i}. {fixes[c['cause']]}" for i, c in enumerate(causes, 1)) + "."
     else:
@@ -959,9 +1024,10 @@ def divergence(p):
     if exploding:
         fell_back = losses[-1] < max(losses) / 10
         what.append(f"the training loss reached {max(losses):.3g}, over {EXPLODING}x the chance level {chance:.3g}"
-                    + (" (it fell back later, often because units died: see dead_relu)" if fell_back else ""))
-    why = ("Training diverged: " + "; ".join(what) + ". Steps too large overshoot, the next gradients are larger "
-           "still, and the numbers overflow.")
+                    + (" (it fell back later: not a recovery if units died on the way, see dead_relu)"
+                       if fell_back else ""))
+    why = ("Training diverged: " + "; ".join(what) + ". The usual mechanism: a step too large overshoots, the next "
+           "gradients are larger still, and the numbers grow until they overflow.")
     fix = ("Rebuild the model (NaN weights cannot recover) and train" if bad_params else "Train again") + (
         " with a 10x smaller learning rate; make sure inputs are scaled to [0, 1] or standardised.")
     return [Finding("divergence", "error", evidence, why, fix, causes)]
@@ -973,10 +1039,11 @@ EXPLODING = 3  # an epoch's mean training loss above 3x the chance loss: no heal
 def overfitting(p):
     """Overfitting: training accuracy far above test accuracy.
 
-    A model that scores much better on the images it trained on than on new ones has memorised its
-    training set instead of learning the digits. With a small training set (150 images) some gap is
-    expected, so it is only information there; more data, augmentation, weight decay or a smaller
-    model close the gap.
+    A model that scores much better on the images it trained on than on new ones has fit its training
+    set more closely than what carries over to new images. With a small training set (150 images)
+    some gap is expected, so it is only information there; more data, augmentation, weight decay or a
+    smaller model usually narrow the gap. The epoch to stop at is chosen on a validation split, not
+    on the test set.
     """
     history = _history(p)
     last = history[-1]
@@ -998,9 +1065,11 @@ def overfitting(p):
     small = p.train_size is not None and p.train_size < SMALL_TRAIN
     severity = "warning" if gap >= OVERFIT_WARNING and not small else "info"
     why = (f"Train accuracy {last['train_acc']:.1%} vs test {last['test_acc']:.1%} (a gap of {gap:.1%}){size}: "
-           "the model has memorised its training images more than it has learned what generalises.")
-    fix = ("More training data, data augmentation, weight decay, or a smaller model; stop at the epoch with the best "
-           f"validation accuracy (here epoch {evidence['best_epoch']}).")
+           "the model does much better on the images it trained on than on new ones.")
+    fix = ("More training data, data augmentation, weight decay, or a smaller model. To stop early, choose the epoch "
+           "on a validation split carved from the training data (mnistlab.data.split_validation), not on the test "
+           f"set: the best test accuracy here (epoch {evidence['best_epoch']}) was picked on the test set, so it "
+           "overstates what the model would score on new images.")
     return [Finding("overfitting", severity, evidence, why, fix)]
 
 

@@ -85,26 +85,26 @@ TABLE = {
     # digits and the 150-image training is the same, and 10,000 test images only lower the noise.
     ("04-augmentation", "gain"): {"offline": 0.02, "full": 0.02},
     # ---- 05-pitfalls
-    # Measured with bench/calibrate_05_pitfalls.py (its numbers equal the notebook's ablation tables:
-    # same seeds 0-4, offline data, one CPU thread). With the full MNIST the notebook trains on a
-    # stratified 4,000-digit subset (400/class) and tests on 2,000 (200/class), the stand-in's sizes;
-    # the stand-in is itself 5,000 real MNIST digits, so "full" takes the offline value (not run on the
-    # full data here).
-    # negative-mlp: fixed 784-200-100-10 (standardised inputs, no output ReLU) on inverted MNIST, SGD
-    # lr 0.1, batch 64, 5 epochs. Reference 0.896 0.910 0.907 0.894 0.901 (seed 2024 passes too);
-    # 1 - x instead of standardising 86.8-89.2%. Broken: published (output ReLU, raw inputs)
-    # 0.415 0.578 0.281 0.392 0.564; no output ReLU only 20.9-37.4%; published at lr 0.01 38.8-49.2%.
-    # Partial fix, standardised with the output ReLU kept: 82.0-90.6% (passes 3 of 5 seeds; the
-    # hidden structure test catches the ReLU).
-    ("05-pitfalls", "negative-mlp"): {"offline": 0.84, "full": 0.84},
-    # colored-cnn: fixed CNN (ReLU after each conv, raw scores) on colored MNIST (4,000 images),
-    # RMSprop lr 1e-3 alpha 0.9 eps 1e-7 (Keras' defaults), batch 32, 1 epoch. Reference
-    # 0.895 0.908 0.926 0.899 0.910 (seed 2024 passes too). Broken: published (no conv activation,
-    # ReLU on scores) 0.740 0.824 0.570 0.806 0.638; literal port (published + nn.Softmax) 48.1-79.4%;
-    # conv ReLU with the score ReLU kept 28.7-55.8%; fixed + nn.Softmax before CrossEntropyLoss
-    # 65.3-87.0% (passes 1 seed of 5: the hidden structure test catches the softmax). Raw scores
-    # without conv ReLU reach 88.6-92.8% and pass (the hidden structure test asks for the conv ReLUs).
-    ("05-pitfalls", "colored-cnn"): {"offline": 0.85, "full": 0.85},
+    # Both by the rule (mean - 3 sd of the reference over seeds 0-4, rounded down to half a point), measured with
+    # bench/calibrate_05_pitfalls.py (its numbers equal the notebook's tables: same seeds, offline data, one CPU
+    # thread). With the full MNIST the notebook trains on a stratified 4,000-digit subset (400/class) and tests on
+    # 2,000 (200/class); the stand-in is itself 5,000 real MNIST digits, so "full" takes the offline value (not run
+    # on the full data here).
+    # negative-mlp: fixed 784-200-100-10 (standardised inputs, no output ReLU) on inverted MNIST, SGD lr 0.1,
+    # batch 64, 5 epochs. Reference 0.896 0.910 0.907 0.894 0.901 (mean 0.902, sd 0.007: rule 0.88; seed 2024,
+    # the hidden test's, 0.908). Broken: published (output ReLU, raw inputs) 0.207-0.485; no output ReLU only
+    # 0.267-0.622; published at lr 0.01 0.388-0.492: all fail. 1 - x instead of standardising (not what the
+    # exercise asks) 0.868-0.892 passes 2 of 5. Standardised with the output ReLU kept 0.820-0.905 passes 3 of 5:
+    # the hidden structure test catches the ReLU.
+    ("05-pitfalls", "negative-mlp"): {"offline": 0.88, "full": 0.88},
+    # colored-cnn: fixed CNN (the post's Keras model ported: padding 1, ReLU after each conv, raw scores out,
+    # Keras' Glorot-uniform init and RMSprop lr 1e-3 rho 0.9 eps 1e-7, batches of 12, 1 epoch on 1,000 colored
+    # digits). Reference 0.815 0.754 0.816 0.830 0.856 (mean 0.814, sd 0.038: rule 0.70; seed 2024 0.834).
+    # Broken: published (no conv activation, ReLU on scores) 0.336-0.534 and conv ReLU with the score ReLU kept
+    # 0.270-0.412 fail. Fixed + nn.Softmax before CrossEntropyLoss 0.670-0.804 passes 3 of 5 and raw scores
+    # without conv ReLU 0.796-0.864 passes all: accuracy cannot tell these apart from the reference after 84
+    # steps; the hidden structure test catches both (softmax-like scores; no ReLU between the convolutions).
+    ("05-pitfalls", "colored-cnn"): {"offline": 0.70, "full": 0.70},
 }
 
 

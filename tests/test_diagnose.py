@@ -166,6 +166,10 @@ def test_colored_mnist_seed(colored_mnist):
     stack = findings.get("linear_stack")  # conv -> conv -> max-pool -> ... -> linear -> dropout -> linear
     assert stack.evidence["weight_layers_in_stacks"] == 4 and stack.evidence["stacks_with_only_max_pooling"] == 1
     assert "0 (Conv2d) -> 1 (Conv2d) -> 2 (MaxPool2d)" in stack.why
+    # conv -> conv and linear -> dropout -> linear compose into linear maps; conv -> max-pool -> linear does not
+    assert stack.severity == "warning" and stack.evidence["pairs_composing_one_linear_map"] == 2
+    assert stack.evidence["pairs_with_only_max_pooling"] == 1
+    assert "0 (Conv2d) and 1 (Conv2d); 5 (Linear) and 7 (Linear): only linear steps" in stack.why
 
 
 def test_colored_mnist_fixed_is_clean(colored_mnist):
@@ -210,6 +214,7 @@ def test_weight_decay_10_logistic_regression_is_stuck_at_chance(small_mnist):
         assert stuck.causes[0]["cause"] == "weight decay too strong"
         assert stuck.evidence["weight_norm_ratio"] < 0.2
         assert abs(stuck.evidence["chance_loss"] - math.log(10)) < 1e-3
+        assert "barely better than a uniform guess (train accuracy" in stuck.why
     assert stuck.evidence["weight_decay"] == 10
 
 
@@ -240,7 +245,22 @@ def test_output_activation_positive_and_negative(mnist):
     assert diagnose(softmax, ds, nn.MultiMarginLoss()).get("output_activation") is not None
     assert diagnose(seeded(logistic), ds, nn.MultiMarginLoss()).get("output_activation") is None
     sigmoid = seeded(lambda: nn.Sequential(nn.Flatten(), nn.Linear(784, 10), nn.Sigmoid()))
-    assert diagnose(sigmoid, ds).get("output_activation") is not None
+    bounded = diagnose(sigmoid, ds).get("output_activation")
+    assert bounded.severity == "error" and "between 0 and 1" in bounded.why and "= 1.46" in bounded.why
+    # log-softmax keeps every difference of scores, so MultiMarginLoss's margins are unchanged: nothing to report
+    log_softmax = seeded(lambda: nn.Sequential(nn.Flatten(), nn.Linear(784, 10), nn.LogSoftmax(dim=1)))
+    assert diagnose(log_softmax, ds, nn.MultiMarginLoss()).get("output_activation") is None
+    # an unbounded activation (LeakyReLU) is not needed there, but it is not said to squash the scores
+    leaky = diagnose(seeded(lambda: nn.Sequential(nn.Flatten(), nn.Linear(784, 10), nn.LeakyReLU())), ds)
+    assert leaky.get("output_activation").severity == "warning" and "squash" not in leaky.get("output_activation").why
+    # a ReLU'd output that is 0 for every image is counted, and not said to be unable ever to come back
+    dead = seeded(lambda: mlp(out_relu=True))
+    with torch.no_grad():
+        dead[5].bias[:3] = -100.0  # these 3 outputs are 0 for every image, the other 7 for none
+        dead[5].bias[3:] = 100.0
+    relu = diagnose(dead, ds).get("output_activation")
+    assert relu.evidence["outputs_zero_for_every_image"] == 3 and "Here 3 of the 10 outputs" in relu.why
+    assert "only changes in the layers below can" in relu.why and "never come back" not in relu.why
 
 
 def test_double_softmax_positive_and_negative(mnist):
@@ -290,7 +310,13 @@ def test_linear_stack_positive_and_negative(mnist):
     # the published colored-MNIST CNN: conv, max-pool, conv, max-pool, no activation in between
     pooled = seeded(lambda: nn.Sequential(nn.Conv2d(1, 4, 3), nn.MaxPool2d(2), nn.Conv2d(4, 4, 3), nn.MaxPool2d(2),
                                           nn.Flatten(), nn.Linear(4 * 5 * 5, 10)))
-    assert diagnose(pooled, ds).get("linear_stack").evidence["stacks_with_only_max_pooling"] == 1
+    pooled_finding = diagnose(pooled, ds).get("linear_stack")
+    assert pooled_finding.evidence["stacks_with_only_max_pooling"] == 1
+    # max-pooling is a nonlinearity: such a stack is not one linear map, and the finding must not say it is
+    assert pooled_finding.severity == "info" and pooled_finding.evidence["pairs_composing_one_linear_map"] == 0
+    assert "do not collapse into one linear map" in pooled_finding.why
+    assert "linear map of a linear map" not in pooled_finding.why and "one linear map, which" not in pooled_finding.why
+    assert finding.severity == "warning" and "computes one linear map" in finding.why  # Linear, Dropout, Linear
     relu_pooled = seeded(lambda: nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(4, 4, 3),
                                                nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(4 * 5 * 5, 10)))
     assert diagnose(relu_pooled, ds).get("linear_stack") is None
@@ -319,7 +345,11 @@ def test_input_scale_and_centre(mnist):
     assert raw.get("input_scale").severity == "error" and raw.get("input_scale").evidence["input_max"] > 200
     assert diagnose(seeded(mlp), ds).names() == []  # [0, 1] MNIST: mean 0.13
     inverted = data.negative(ds)
-    assert diagnose(seeded(mlp), inverted).get("input_off_centre") is not None
+    off_centre = diagnose(seeded(mlp), inverted).get("input_off_centre")
+    # measured, not asserted: how many first-layer units have the same sign for every image (a fresh network:
+    # some on for all, some off for all, most change sign; on normal MNIST none does)
+    on, off = (off_centre.evidence[f"first_layer_units_{k}_for_every_image"] for k in ("positive", "non_positive"))
+    assert 0 < on < 0.5 and 0 < off < 0.5 and f"{on:.0%} of its units are > 0 for every image" in off_centre.why
     # what counts is what reaches the first weight layer: a model that standardises first is fine
     assert diagnose(seeded(lambda: mlp(normalise=(0.87, 0.31))), inverted).get("input_off_centre") is None
     standardised = ((x - 0.13) / 0.31, y)
@@ -489,3 +519,5 @@ def test_overfitting_names_the_epoch_from_the_history_rows():
     assert "overfitting" not in findings.skipped
     assert findings.get("overfitting").evidence["best_epoch"] == 10
     assert "epoch 10" in findings.get("overfitting").fix
+    # the epoch is to be chosen on a validation split, not on the test set the history reports
+    assert "split_validation" in findings.get("overfitting").fix and "memorised" not in findings.get("overfitting").why
