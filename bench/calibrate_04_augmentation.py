@@ -3,12 +3,14 @@
     MNISTLAB_DATA_SOURCE=offline python bench/calibrate_04_augmentation.py
     MNISTLAB_DATA_SOURCE=offline python bench/calibrate_04_augmentation.py --sets 0 100 --arms blur reference
 
-For each set of 5 seeds (0-4 are the notebook's; 100-104 the hidden test's "fresh" ones; 200-204 and
-300-304 more fresh sets) it trains the notebook's model once per seed and augmentation, exactly as the
-notebook's reference training does, and prints each augmentation's gain in test accuracy over no
-augmentation: per seed (paired: same 150 images, same initial weights), and the mean with its standard
-error, against the threshold. The reference augmentation must pass on every set with margin; every
-broken variant must fail on every set.
+The checked figure is the mean gain over 5 seeds (test accuracy with the augmentation minus without, paired
+seed by seed: same 150 images, same initial weights). For each set of 5 seeds (0-4 are the notebook's;
+100-104 the hidden test's "fresh" ones; 200-204 ... 500-504 more fresh sets) it trains the notebook's
+model once per seed and augmentation, exactly as the notebook's final (test-set) training does, and prints
+each augmentation's gain: per seed, and the mean with its standard error, against the threshold in the
+table. At the end it applies the course's rule (mnistlab.thresholds.rule: mean - 3 standard deviations of
+the reference's figure, here one figure per set of 5 seeds, rounded down to half a point) and says which
+arm's figure would pass it on which set. The threshold is the rule's value, whatever the other arms do.
 
 The training and the augmentations below are copies of the notebook's (keep them in sync).
 """
@@ -23,6 +25,7 @@ import warnings
 
 os.environ.setdefault("MNISTLAB_QUIET", "1")
 import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 import torchvision.transforms.v2 as v2  # noqa: E402
 from torch import nn  # noqa: E402
 
@@ -46,14 +49,28 @@ def run(full_train, test, augment, seed):
     return train.evaluate(model, test)[1]
 
 
-BLUR = v2.GaussianBlur(kernel_size=9, sigma=(0.1, 5.0))
+def blur(x, kernel_size=9, sigma=(0.1, 5.0)):
+    """The notebook's given blur: v2.GaussianBlur(kernel_size, sigma) on each image (one random sigma per image, the
+    same kernel, reflected edges), as one batched convolution. It reproduces the per-image torchvision loop's test
+    accuracies (checked on seeds 0 and 1: 83.8%, 82.3%), at a fraction of its cost."""
+    n = len(x)
+    sigmas = torch.empty(n, device=x.device).uniform_(*sigma)
+    r = (kernel_size - 1) / 2
+    kernel = torch.exp(-0.5 * (torch.linspace(-r, r, kernel_size, device=x.device) / sigmas[:, None]) ** 2)
+    kernel = kernel / kernel.sum(1, keepdim=True)
+    kernel = kernel * (kernel > 1e-20)  # tiny (denormal) weights change nothing and slow the CPU down
+    kernels = kernel[:, :, None] * kernel[:, None, :]
+    padded = F.pad(x.reshape(1, n, 28, 28), [kernel_size // 2] * 4, mode="reflect")
+    return F.conv2d(padded, kernels[:, None], groups=n).reshape(x.shape)
+
 
 ARMS = {
     "reference": lambda x: random_affine(x, degrees=10, translate=0.05, scale=(0.9, 1.1)),  # the notebook's solution
-    "blur": lambda x: torch.stack([BLUR(image) for image in x]),  # the notebook's given blur
+    "blur": blur,  # the notebook's given blur
     "identity": lambda x: x,
     "vertical-flip": lambda x: x.flip(-2),  # upside down: a 6 looks like a 9 would, mirrored
     "rotate-180": lambda x: x.flip(-2, -1),  # a 6 becomes a 9
+    "rotate-180-half": lambda x: torch.where(torch.rand(len(x), 1, 1, 1) < 0.5, x.flip(-2, -1), x),  # p = 0.5
     "too-strong": lambda x: random_affine(x, degrees=60, translate=0.2, scale=(0.6, 1.4)),
     "one-draw-per-batch": v2.RandomAffine(degrees=10, translate=(0.05, 0.05), scale=(0.9, 1.1)),  # the batch trap
 }
@@ -66,8 +83,8 @@ def mean_se(values):
 def main():
     global EPOCHS, BATCH_SIZE, LR, MOMENTUM
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sets", type=int, nargs="+", default=[0, 100, 200, 300], help="first seed of each set of 5")
-    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    parser.add_argument("--sets", type=int, nargs="+", default=[0, 100, 200, 300, 400, 500], help="first seed of each set of 5")
+    parser.add_argument("--arms", nargs="+", default=["reference", "blur", "identity"], choices=list(ARMS))
     parser.add_argument("--epochs", type=int, default=EPOCHS, help="to explore other trainings (the notebook's is the default)")
     parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)
     parser.add_argument("--lr", type=float, default=LR)
@@ -79,6 +96,7 @@ def main():
     full_train, test = data.load("mnist"), data.load("mnist", "test")
     minimum = thresholds.threshold("04-augmentation", "gain", test)
     print(f"{test.source}; {EPOCHS} epochs, batch {BATCH_SIZE}, lr {LR}, momentum {MOMENTUM}; gain threshold {minimum:+.1%} (mean over 5 seeds)")
+    figures = {name: {} for name in args.arms}  # arm -> {first seed of the set: mean gain}
     for first in args.sets:
         seeds = list(range(first, first + 5))
         start = time.perf_counter()
@@ -90,10 +108,18 @@ def main():
             accs = [run(full_train, test, ARMS[name], seed) for seed in seeds]
             gains = [a - b for a, b in zip(accs, baseline)]
             mean, se = mean_se(gains)
+            figures[name][first] = mean
             verdict = "PASS" if mean >= minimum else "fail"
             print(f"  {name:19s} accuracy {statistics.mean(accs):.1%}  gain {mean:+.1%} ± {se:.1%} (SE) {verdict}   "
                   "per seed: " + " ".join(f"{g:+.1%}" for g in gains), flush=True)
         print(f"  ({time.perf_counter() - start:.0f} s)")
+    if len(figures.get("reference", {})) >= 3:
+        reference = list(figures["reference"].values())
+        bar = thresholds.rule(reference)
+        print(f"\nthe rule over the reference's {len(reference)} set means " + " ".join(f"{g:+.1%}" for g in reference)
+              + f" (mean {statistics.mean(reference):+.2%}, sd {statistics.stdev(reference):.2%}): threshold {bar:+.1%}")
+        for name, by_set in figures.items():
+            print(f"  {name:19s} " + " ".join(f"set {s}: {g:+.1%} {'pass' if g >= bar else 'fail'}" for s, g in by_set.items()))
 
 
 if __name__ == "__main__":

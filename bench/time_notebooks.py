@@ -64,7 +64,7 @@ def main(names):
             times[name] = {"run_all_s": round(run_all(notebook)), "validate_s": round(validate(notebook)),
                            "cores": os.cpu_count()}
             print(f"{name}: Run All {times[name]['run_all_s']} s, Validate {times[name]['validate_s']} s", flush=True)
-    TIMES.write_text(json.dumps(dict(sorted(times.items())), indent=1) + "\n")
+            TIMES.write_text(json.dumps(dict(sorted(times.items())), indent=1) + "\n")  # after each: a long run keeps what it measured
     print(f"wrote {TIMES.relative_to(ROOT)}")
     for name in names:
         state_in_introduction(ROOT / "source" / name / f"{name}.ipynb", how_long(times[name]))

@@ -7,6 +7,7 @@
     feedback ASSIGNMENT   per-student HTML feedback (nbgrader's, without hidden tests; grader's figures and diagnosis)
     report ASSIGNMENT     one HTML class report per assignment: scores, pitfalls, run times, flagged submissions
     release               what students receive: the notebooks, mnistlab, a README and `make lab`; no hidden text
+    calibrate ASSIGNMENT  measure the thresholds on this machine's data (the real datasets or the stand-ins)
     demo                  the README's main job: a sample class, collected, autograded, exported
 
 Works on any nbgrader course folder (one with nbgrader_config.py and source/).
@@ -79,6 +80,12 @@ def main(argv=None):
     p.add_argument("--to", default="dist", help="output folder (default: <here>/dist)")
     p.add_argument("--exchange", help="also nbgrader release_assignment every assignment into this exchange folder")
 
+    p = commands.add_parser("calibrate", help="measure the thresholds on this machine's data (the course's rule)")
+    p.add_argument("assignments", nargs="+", metavar="ASSIGNMENT")
+    p.add_argument("--course", default=".")
+    p.add_argument("--seeds", type=int, default=5, help="runs of the reference, one per seed shift (default 5, at least 3)")
+    p.add_argument("--write", action="store_true", help="write the thresholds and their measurements into the table")
+
     p = commands.add_parser("demo", help="a sample class for every assignment: collect, autograde, export, table")
     p.add_argument("--course", default=".", help="the course whose source/ to use (it is not modified)")
     p.add_argument("--scratch", default="build/demo-course", help="where the demo course is made (default build/demo-course)")
@@ -130,6 +137,13 @@ def main(argv=None):
         from grader import release
 
         return release.main(args.course, args.to, args.exchange)
+    elif args.command == "calibrate":
+        from grader import calibrate
+
+        try:
+            return calibrate.main(args.assignments, args.course, args.seeds, args.write)
+        except (calibrate.CalibrationError, FileNotFoundError, ValueError) as error:
+            raise SystemExit(f"calibrate: {error}") from None
     elif args.command == "demo":
         from grader import demo
 

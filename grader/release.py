@@ -94,6 +94,9 @@ dependencies = [
 
 [tool.setuptools]
 packages = ["{PACKAGE}"]
+
+[tool.setuptools.package-data]
+{PACKAGE} = ["*.json"]
 '''
 
 

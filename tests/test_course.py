@@ -111,10 +111,20 @@ def test_nbgrader_validate_fails_every_test_of_the_blank_notebook(name):
 
 
 def test_thresholds_table_covers_offline_and_full_data():
+    """Every check has an offline and a full value. Every measured value is the course's rule applied
+    to the figures it records (python -m grader calibrate wrote them); an unmeasured one says why."""
     assert {a for a, _ in thresholds.TABLE} == set(EXPECTED), "every assignment has graded thresholds"
     for key, values in thresholds.TABLE.items():
         assert set(values) == {"offline", "full"}, f"{key} needs an 'offline' and a 'full' value"
-        assert all(0 < v < 1 for v in values.values()), f"{key}: thresholds are accuracies (or gains) in (0, 1)"
+        for kind, entry in values.items():
+            assert 0 < entry["threshold"] <= 1, f"{key} {kind}: thresholds are accuracies (or gains) in (0, 1]"
+            if entry["figures"]:
+                assert entry["threshold"] == thresholds.rule(entry["figures"]), f"{key} {kind}: not the rule's value"
+                assert entry["seeds"] == len(entry["figures"]) and thresholds.kind_of(entry["data"]) == kind
+                assert entry["measured_by"].startswith("python -m grader calibrate")
+            else:
+                assert kind == "full" and "not measured" in entry["notes"].lower(), f"{key} {kind}: measured by whom?"
+        assert values["offline"]["figures"], f"{key}: the offline threshold must be measured (grader calibrate)"
 
 
 def test_every_threshold_is_used_by_a_notebook():
