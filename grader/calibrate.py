@@ -94,7 +94,7 @@ def calibrate(assignment, course=".", seeds=5, write=False, progress=print):
         if len(set(figures)) == 1:  # e.g. 100% training accuracy: fine, but say it, in case seeding is broken
             progress(f"  note: {name} gave {figures[0]} on every seed (if its training does not go through "
                      "train.seed_everything, the calibration cannot vary it)")
-        summary[name] = {"check": check, "figures": figures, "mean": statistics.mean(figures),
+        summary[name] = {"name": name, "check": check, "figures": figures, "mean": statistics.mean(figures),
                          "worst": min(figures), "sd": statistics.stdev(figures),
                          "threshold": thresholds.rule(figures), "data": sources.pop(), "seeds": seeds}
     if write:

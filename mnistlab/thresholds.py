@@ -71,7 +71,8 @@ def record(assignment, check, measured):
     key = f"{assignment}/{check}"
     kind = kind_of(measured["data"])
     entry = table.setdefault(key, {}).setdefault(kind, {})
-    entry.update(threshold=rule(measured["figures"]), figures=[round(f, 6) for f in measured["figures"]],
+    entry.update(threshold=rule(measured["figures"]), figure=measured.get("name", check),
+                 figures=[round(f, 6) for f in measured["figures"]],
                  data=measured["data"], seeds=measured["seeds"],
                  measured_by=f"python -m grader calibrate {assignment} --seeds {measured['seeds']}")
     entry.setdefault("notes", "")

@@ -1,5 +1,6 @@
 """`python -m grader calibrate`: the thresholds measured again, by the course's one rule."""
 
+import copy
 import json
 import subprocess
 import sys
@@ -31,10 +32,13 @@ def test_calibrating_offline_reproduces_the_shipped_thresholds(tmp_path, monkeyp
     table = tmp_path / "thresholds.json"
     table.write_text(thresholds.TABLE_FILE.read_text())
     monkeypatch.setattr(thresholds, "TABLE_FILE", table)
+    monkeypatch.setattr(thresholds, "TABLE", copy.deepcopy(thresholds.TABLE))  # --write updates it too
     summary = calibrate.calibrate(QUICK, ROOT, seeds=3, write=True, progress=lambda line: None)
     assert {m["check"] for m in summary.values()} == {c for (a, c) in thresholds.TABLE if a == QUICK}
     for name, measured in summary.items():
         shipped = thresholds.TABLE[QUICK, measured["check"]]["offline"]
+        if shipped["figure"] != name:  # a check on several figures records the one with the lowest bar
+            continue
         assert measured["data"] == shipped["data"]
         assert measured["figures"] == pytest.approx(shipped["figures"][:3], abs=0.005), name
         # The shipped threshold is the rule on its figures, and with these 3 runs in place of its first 3
@@ -43,9 +47,10 @@ def test_calibrating_offline_reproduces_the_shipped_thresholds(tmp_path, monkeyp
         again = thresholds.rule(measured["figures"] + shipped["figures"][3:])
         assert abs(again - shipped["threshold"]) <= 0.005, name
     # --write put the new measurement in the table, keeping its notes.
-    written = json.loads(table.read_text())[f"{QUICK}/{measured['check']}"]["offline"]
-    assert written["seeds"] == 3 and written["figures"] == pytest.approx(measured["figures"])
-    assert written["notes"] == shipped["notes"]
+    for check in ("svm", "logistic"):
+        written = json.loads(table.read_text())[f"{QUICK}/{check}"]["offline"]
+        assert written["seeds"] == 3 and written["figures"] == pytest.approx(summary[written["figure"]]["figures"], abs=1e-6)
+        assert written["notes"] == thresholds.TABLE[QUICK, check]["offline"]["notes"]
 
 
 def test_a_reference_that_fails_is_reported_not_averaged(tmp_path):
