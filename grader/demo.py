@@ -41,7 +41,8 @@ BUGS = [
      "logistic, logistic_history = train_linear(train_set, test_set, nn.CrossEntropyLoss())",
      "logistic, logistic_history = train_linear(train_set, test_set, nn.CrossEntropyLoss(), weight_decay=weight_decay)"),
     ("05-pitfalls", "relu-on-the-logits", "nn.Linear(100, 10),", "nn.Linear(100, 10), nn.ReLU(),"),
-    ("05-pitfalls", "softmax-before-crossentropy", "nn.Linear(64 * 5 * 5, 10),", "nn.Linear(64 * 5 * 5, 10), nn.Softmax(dim=1),"),
+    ("05-pitfalls", "softmax-before-crossentropy", "nn.Linear(64 * 7 * 7, 10),  # raw scores",
+     "nn.Linear(64 * 7 * 7, 10), nn.Softmax(dim=1),  # raw scores"),
 ]
 DEMO_CELL_TIMEOUT = 240  # s; longer than any reference cell on a 2-core machine, short enough for the loop
 FAKE_ACCURACY = """from mnistlab import train as _train
