@@ -202,11 +202,11 @@ def _strings(value):
         for key, item in value.items():
             yield key
             yield from _strings(item)
+    elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+        yield "".join(value)  # a notebook stores a text as a list of its lines
     elif isinstance(value, list):
-        yield from _strings("".join(value)) if value and all(isinstance(v, str) for v in value) else ()
-        if not all(isinstance(v, str) for v in value):
-            for item in value:
-                yield from _strings(item)
+        for item in value:
+            yield from _strings(item)
 
 
 def release_to_exchange(course, names, exchange):
