@@ -26,6 +26,9 @@ def nbgrader(course, *args):
     # the executed solutions would keep no figures. No progress bars: in a published solution they
     # are only widget state (tens of kB per notebook), not results.
     env = tool_env(MPLBACKEND="module://matplotlib_inline.backend_inline", MNISTLAB_QUIET="1")
+    # The published solutions are built on the pinned offline data unless the caller asks for another source
+    # (MNISTLAB_DATA_SOURCE=download): the same outputs on every machine, and no failed-download warning in them.
+    env.setdefault("MNISTLAB_DATA_SOURCE", "offline")
     done = subprocess.run(command, cwd=course, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         raise SystemExit(f"`nbgrader {' '.join(args)}` failed:\n{done.stdout}{done.stderr}")
