@@ -2,5 +2,5 @@
 live here, so that parsing arguments needs no heavy import (nbgrader, torch, Dask)."""
 
 DEFAULT_MEMORY = "4G"  # autograde: memory limit per submission, its kernel included
-DEFAULT_TIMEOUT = 1800  # autograde: wall-time limit per submission, seconds
+DEFAULT_TIMEOUT = 1800  # autograde: CPU-time limit per submission, seconds (wall time: 3x, see grader/sandbox.py)
 DEFAULT_REGEXP = r".*/(?P<student_id>[^/_]+)_(?P<file_id>[^/]+)$"  # collect: LMS zip file names

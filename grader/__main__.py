@@ -49,7 +49,8 @@ def main(argv=None):
     p.add_argument("--student", action="append", help="only this student (repeat for more)")
     p.add_argument("--force", action="store_true", help="grade again even submissions graded and unchanged")
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
-                   help=f"wall-time limit per submission in seconds (default {DEFAULT_TIMEOUT})")
+                   help=f"CPU-time limit per submission in seconds, its kernel included (default {DEFAULT_TIMEOUT}; "
+                        "wall time is limited to 3x that)")
     p.add_argument("--cell-timeout", type=int,
                    help="time limit per cell in seconds (default: the course's Execute.timeout, nbgrader's 30 s if unset)")
     p.add_argument("--memory", default=DEFAULT_MEMORY,

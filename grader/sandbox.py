@@ -18,9 +18,13 @@ A score job (grader/clean.py: re-measure the handed-in models) gets steps 1-3 an
 capabilities too; it never runs student code, only loads the models as data.
 
 The worker watches the child from outside (`Zygote.run`): the resident memory of its whole process
-tree (nbgrader and the student's kernel) and the wall time. Over a limit, the tree is killed and the
-reason returned. Per-cell time limits are nbgrader's own (`Execute.timeout`): a cell that runs too
-long is interrupted and scores 0, the rest of the notebook still runs.
+tree (nbgrader and the student's kernel) and the CPU time it used, with the wall time only as a
+backstop (WALL_BACKSTOP times the CPU limit, for a kernel that sleeps). CPU time, because a busy
+machine must not cost a student points: a submission's own CPU seconds do not grow when its
+neighbours load the machine, its wall time does. Over a limit, the tree is killed and the reason
+returned. Per-cell time limits are nbgrader's own (`Execute.timeout`, wall time): a cell that runs
+too long is interrupted and scores 0, the rest of the notebook still runs; the coordinator re-grades
+such a submission once, alone, before it records the 0 (grader/autograde.py).
 """
 
 import contextlib
@@ -198,7 +202,10 @@ def prepare(job):
                       IPYTHONDIR=os.path.join(home, "ipython"), MPLCONFIGDIR=os.path.join(home, "mpl"),
                       XDG_CACHE_HOME=os.path.join(home, ".cache"),  # and PyTorch's caches, which a grader
                       TORCHINDUCTOR_CACHE_DIR=os.path.join(home, "torchinductor"),  # process may have set
-                      TRITON_CACHE_DIR=os.path.join(home, "triton"))
+                      TRITON_CACHE_DIR=os.path.join(home, "triton"),
+                      # one thread per kernel: the grader runs one submission per core, and threads of
+                      # neighbouring kernels that wait for each other would slow every submission down
+                      OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     if job.get("data_dir"):
         os.environ["MNISTLAB_DATA"] = job["data_dir"]  # the grader's data, read-only here
     os.chdir(scratch)
@@ -298,6 +305,7 @@ def serve():
 # --- in the Dask worker -----------------------------------------------------------------------
 
 MAX_PROCESSES = 200  # a fork bomb is stopped here, or by the memory limit, whichever comes first
+WALL_BACKSTOP = 3  # wall-time limit = this x the CPU-time limit (a kernel that sleeps uses no CPU)
 
 
 class Zygote:
@@ -324,12 +332,15 @@ class Zygote:
     def alive(self):
         return self.process.poll() is None
 
-    def run(self, job, wall_time, memory_bytes, poll=0.1):
-        """Run `job`; returns (exit code or None, reason it was killed or None, peak memory in bytes)."""
+    def run(self, job, cpu_time, memory_bytes, poll=0.1):
+        """Run `job`; returns (exit code or None, reason it was killed or None, peak memory in bytes).
+
+        `cpu_time`: CPU seconds the job's processes may use together (user + system); wall time is
+        limited to WALL_BACKSTOP times that."""
         self.process.stdin.write(json.dumps(job).encode() + b"\n")
         self.process.stdin.flush()
         pid = self.message()["pid"]
-        start, peak, reason, seen = time.monotonic(), 0, None, {}
+        start, peak, reason, seen, used = time.monotonic(), 0, None, {}, {}
         while True:
             done = self.message(timeout=poll)
             if done:
@@ -337,14 +348,19 @@ class Zygote:
                 break
             tree = process_tree(pid)
             seen.update({p.pid: p for p in tree})
+            used.update({p.pid: cpu_seconds(p, used.get(p.pid, 0.0)) for p in tree})  # an exited one keeps its last reading
             rss = sum(memory_of(p) for p in tree)
             peak = max(peak, rss)
+            cpu, wall = sum(used.values()), time.monotonic() - start
             if reason is None and len(tree) > MAX_PROCESSES:
                 reason = f"process limit: the notebook started {len(tree)} processes (at most {MAX_PROCESSES}) and was killed"
             elif reason is None and rss > memory_bytes:
                 reason = f"memory limit: the notebook used {rss / 2**20:.0f} MiB > {memory_bytes / 2**20:.0f} MiB and was killed"
-            elif reason is None and time.monotonic() - start > wall_time:
-                reason = f"wall-time limit: still running after {wall_time:.0f} s and was killed"
+            elif reason is None and cpu > cpu_time:
+                reason = f"time limit: the notebook used {cpu:.0f} s of CPU time (at most {cpu_time:.0f} s) and was killed"
+            elif reason is None and wall > WALL_BACKSTOP * cpu_time:
+                reason = (f"wall-time limit: still running after {wall:.0f} s ({WALL_BACKSTOP}x the CPU-time limit of "
+                          f"{cpu_time:.0f} s) and was killed")
             if reason:
                 kill(tree)
         kill([p for p in seen.values() if p.is_running()])  # leftovers (a kernel that outlived nbgrader)
@@ -357,6 +373,18 @@ def process_tree(pid):
         return [parent, *parent.children(recursive=True)]
     except psutil.NoSuchProcess:
         return []
+
+
+def cpu_seconds(process, last=0.0):
+    """User + system CPU seconds of `process` (its threads included); `last` once it is gone.
+
+    Its children are counted as processes of their own (children_* would count them twice); work done
+    by children that live less than a poll is missed, and is what the wall-time backstop is for."""
+    try:
+        t = process.cpu_times()
+        return max(last, t.user + t.system)
+    except psutil.Error:
+        return last
 
 
 def memory_of(process):
