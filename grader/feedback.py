@@ -11,16 +11,22 @@ Each copy goes through a pipeline of small steps, like nbgrader's preprocessors,
 
   report_results      test cells: their outputs are replaced by one result block (passed or failed,
                       the grader's own figure of each accuracy check vs its threshold, the reason and
-                      the diagnose findings when it failed, the error when visible code raised it)
+                      the diagnose findings when it failed, and which visible line raised, if one did)
+  outputs_as_submitted every other code cell: the outputs it had in the notebook the student handed in
   strip_hidden_tests  test cells: the lines between BEGIN / END HIDDEN TESTS are removed
   redact_hidden_code  every cell: a line of hidden test code found in a source or an output is
                       replaced by "[hidden test code removed]" (defense in depth)
   keep_known_metadata only the metadata nbconvert and nbgrader need (nothing a student stashed there)
   add_header          a first cell saying how to read the page
 
-report_results runs first: whether an error came from the visible part of a cell is read from the
-cell's source as it ran, hidden tests included. A last check reads the finished HTML page and refuses
-to write it (LeakError) if a line of hidden test code is still in it.
+**Nothing the grader's run printed is shown.** It ran with the hidden tests in the kernel (IPython keeps
+every cell's source in `In`), so any output of it, a student's cell or a test's error message, may
+carry them in an encoding no redaction finds (base64, pixels of an image, an exception's message).
+The page shows what the grader produced (scores, checks, which visible line raised, from the
+master's source) and what the student submitted (their cells, with the outputs of their own run,
+which never had hidden code). report_results runs first: whether an error came from the visible part
+of a cell is read from the cell's source as it ran, hidden tests included. A last check reads the
+finished HTML page and refuses to write it (LeakError) if a line of hidden test code is still in it.
 
 A submission the grader could not run (status "failed" in its .grader.json) gets a short page with
 the reason and the score instead: nothing of its notebook is shown.
@@ -45,8 +51,9 @@ REDACTED = "[hidden test code removed]"
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # terminal colour codes (IPython colours tracebacks)
 MIN_SECRET = 12  # a line of hidden test code counts as a secret from this many non-space characters
 HEADER = (
-    "**Your feedback.** The score of each graded cell is above, next to its link. Each test cell below "
-    "shows its result instead of its output, and the hidden tests are not shown. The accuracy checks "
+    "**Your feedback.** The score of each graded cell is above, next to its link. Your cells show the outputs "
+    "of your notebook as you submitted it. Each test cell below shows the grader's result instead of its "
+    "output, and the hidden tests are not shown. The accuracy checks "
     "were measured again by the grader, in a clean process, on its own copy of the data: the figure "
     "that counts is the grader's, not the one your notebook printed."
 )
@@ -116,6 +123,7 @@ class Context:
     scores: dict = field(default_factory=dict)  # {grade_id: (score, max_score)} from the gradebook
     record: dict = field(default_factory=dict)  # the submission's .grader.json
     kinds: dict = field(default_factory=dict)  # {check name: "accuracy" | "gain"}
+    submitted: object = None  # the notebook as the student handed it in (None: not found)
 
     def __post_init__(self):
         self.patterns = secret_patterns(self.secrets)
@@ -136,6 +144,26 @@ def report_results(nb, ctx):
         cell.outputs = [result_block(ctx.scores.get(grade_id), [c for c in checks if c.get("cell") == grade_id],
                                      error, notes.get(grade_id), bool(errors), ctx.kinds)]
     return nb
+
+
+def outputs_as_submitted(nb, ctx):
+    """Every code cell but the test cells shows the outputs it had in the submitted notebook, or none.
+
+    Matched by grade id for graded cells, else by cell id; a cell the submission does not have
+    (e.g. restored by nbgrader) shows no output. Test cells keep report_results' block."""
+    theirs = {cell_key(cell): cell for cell in (ctx.submitted.cells if ctx.submitted else [])}
+    for cell in nb.cells:
+        if cell.cell_type != "code" or is_test_cell(cell):
+            continue
+        mine = theirs.get(cell_key(cell))
+        cell.outputs = copy.deepcopy(mine.get("outputs", [])) if mine is not None and mine.cell_type == "code" else []
+        cell.execution_count = mine.get("execution_count") if mine is not None else None
+    return nb
+
+
+def cell_key(cell):
+    grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+    return ("grade", grade_id) if grade_id else ("id", cell.get("id"))
 
 
 def strip_hidden_tests(nb, ctx):
@@ -199,7 +227,7 @@ def add_header(nb, ctx):
     return nb
 
 
-PIPELINE = (report_results, strip_hidden_tests, redact_hidden_code, keep_known_metadata, add_header)
+PIPELINE = (report_results, outputs_as_submitted, strip_hidden_tests, redact_hidden_code, keep_known_metadata, add_header)
 
 
 def sanitize(nb, ctx, steps=None):
@@ -221,11 +249,14 @@ FRAMES = (
 
 
 def visible_error(cell, error):
-    """"ename: evalue" when the error was raised by the visible part of the cell, else None.
+    """Which visible line of the test cell raised, as words, or None if the error came from hidden code.
 
     The traceback's frames that point into this cell ("Cell In[N], line L", or older IPython's
     "<ipython-input-N-...>" with "----> L") must all be on visible lines: an error raised inside
-    hidden test code, or in a function defined there, says nothing a student may see.
+    hidden test code, or in a function defined there, says nothing a student may see. The words are
+    the grader's: the error's name if it is one of Python's own, and the line as the master has it.
+    Never the error's message: it was computed in a kernel that held the hidden tests, and a student's
+    function called from a visible line can put anything into it (the running cell's source, encoded).
     """
     if error.get("ename") == "CellTimeoutError":  # nbgrader's own: the cell ran past the time limit
         return "the cell ran past the time limit (CellTimeoutError)"
@@ -239,7 +270,15 @@ def visible_error(cell, error):
     hidden = hidden_line_numbers(cell.source)
     if not lines or any(line in hidden for line in lines):
         return None
-    return f"{error.get('ename', 'Error')}: {error.get('evalue', '')}".rstrip(": ")
+    source = cell.source.split("\n")
+    line = lines[0]  # the cell's own frame: the visible line that was running
+    name = error.get("ename") if error.get("ename") in PYTHON_ERRORS else "an error"
+    code = source[line - 1].strip() if 0 < line <= len(source) else ""
+    return f"{name} on line {line}: {code}" if code else f"{name} on line {line}"
+
+
+PYTHON_ERRORS = {name for name, value in vars(__import__("builtins")).items()
+                 if isinstance(value, type) and issubclass(value, BaseException)}
 
 
 def figure(value, kind):
@@ -378,6 +417,14 @@ def gradebook_scores(gb, assignment, student, notebook):
     return {grade.name: (grade.score, grade.max_score) for grade in submitted.grades}
 
 
+def read_notebook(path):
+    """The notebook at `path`, or None if there is none or it cannot be read (its cells then show no output)."""
+    try:
+        return nbformat.read(path, as_version=4)
+    except Exception:
+        return None
+
+
 def failure_page(assignment, student, notebook, record, patterns):
     """The page of a submission that could not be graded: the reason and the score, nothing else."""
     reason = redact(str(record.get("reason") or "unknown"), patterns)
@@ -448,7 +495,8 @@ def feedback(assignment, course=".", db=None, students=None):
                         skipped.append(f"{student}/{notebook}: " + ("no autograded notebook" if not path.exists() else
                                                                     "not in the gradebook (run autograde again)"))
                         continue
-                    ctx = Context(student, notebook, secrets, scores, record, kinds)
+                    handed_in = Path(cd.format_path(cd.submitted_directory, student, assignment), f"{notebook}.ipynb")
+                    ctx = Context(student, notebook, secrets, scores, record, kinds, submitted=read_notebook(handed_in))
                     clean = sanitize(nbformat.read(path, as_version=4), ctx)
                     copy_path = Path(scratch_cd.format_path(scratch_cd.autograded_directory, student, assignment),
                                      f"{notebook}.ipynb")

@@ -5,8 +5,12 @@ tests (which print a secret and assert with a message of their own), one written
 students are autograded by the real `nbgrader autograde` (seconds: no torch in the notebook):
 
   alice  passes the visible assert, fails the hidden one, and adds a cell that prints the test
-         cell's source as the kernel ran it (`In[-2]`: hidden tests included)
+         cell's source as the kernel ran it (`In[-2]`: hidden tests included); in her own run,
+         before submitting, that cell printed something else (OWN_OUTPUT)
   bob    fails the visible assert
+  dave   leaks through encodings no redaction finds: his `double`, called from the visible test
+         line, raises an error whose message is the running cell's source in base64, and a cell of
+         his prints the whole `In` history ROT13-encoded
 
 plus carol, whose submission the grader could not run (a "failed" .grader.json only). The
 .grader.json records are written here, as grader/autograde.py and the clean re-measurement would.
@@ -55,9 +59,12 @@ def master():
     ], metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
 
 
+OWN_OUTPUT = "what alice's own run printed"
 ANSWERS = {
     "alice": ("def double(x):\n    return x + x if x < 5 else x", "print(In[-2])  # the test cell, as it ran"),
     "bob": ("def double(x):\n    return x", None),
+    "dave": ("def double(x):\n    import base64\n    raise ValueError(base64.b64encode(In[-1].encode()).decode())",
+             "import codecs\nprint(codecs.encode(str(In), 'rot13'))"),
 }
 RECORDS = {
     "alice": {"checks": [{"name": "double-accuracy", "cell": "test_double", "threshold": 0.9, "claimed": 0.95,
@@ -70,6 +77,7 @@ RECORDS = {
               "cell_notes": {"test_double": "clean check failed: the grader measured 62.0%"}},
     "bob": {"checks": [{"name": "double-gain", "cell": "test_double", "threshold": 0.02, "claimed": 0.04,
                         "clean": 0.031, "pool": None, "passed": True, "reason": None, "findings": None, "kind": "gain"}]},
+    "dave": {},
     "carol": {"status": "failed", "reason": "the kernel died (a crash: os._exit, a segfault or the kernel was killed)",
               "score": 0.0, "max_score": 3.0},
 }
@@ -112,6 +120,8 @@ def course(tmp_path_factory):
         next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "double").source = answer
         if extra:
             nb.cells.append(new_code_cell(extra))
+        if student == "alice":  # what her cell showed when she ran it herself
+            nb.cells[-1].outputs = [nbformat.v4.new_output("stream", name="stdout", text=OWN_OUTPUT + "\n")]
         path = root / "submitted" / student / A / f"{A}.ipynb"
         path.parent.mkdir(parents=True)
         nbformat.write(nb, path)
@@ -145,7 +155,7 @@ def hidden_lines():
 
 
 def test_every_student_gets_a_page(course, pages):
-    assert sorted(pages) == ["alice", "bob", "carol"]
+    assert sorted(pages) == ["alice", "bob", "carol", "dave"]
     for student in pages:
         assert (course / "feedback" / student / A / f"{A}.html").exists()
 
@@ -170,19 +180,34 @@ def test_failed_hidden_test_and_clean_check(pages):
     assert FIX in text and "input_scale" in text  # the diagnose finding, as mnistlab's table
     assert "clean check failed" in text  # the grader's note on the cell
     assert "accuracy checks were measured again by the grader" in " ".join(text.split())
-    # Her own cell stays, with its output, but the hidden code it printed is redacted.
-    assert "print(In[-2])" in text and fb.REDACTED in text
+    # Her own cell stays, with the output of her own run; what it printed in the grader's run is not shown.
+    assert "print(In[-2])" in text and OWN_OUTPUT in text and fb.REDACTED not in text
     assert VISIBLE_MESSAGE in text  # the visible test's source is shown
     assert "checking double" in page  # (the visible source; its printed output is replaced)
 
 
 def test_visible_assertion_message_and_gain(pages):
     text = text_of(pages["bob"])
-    assert f"AssertionError: {VISIBLE_MESSAGE}" in text
+    # Which visible line raised, in the grader's words, with the line as the master has it.
+    assert f'AssertionError on line 2: assert double(2) == 4, "{VISIBLE_MESSAGE}"' in text
     assert "a gain of +3.1 points measured by the grader on its own data; the threshold is +2.0 points" in text
     assert "(your notebook printed +4.0 points). Passed." in text
     assert "(Score: 0.0 / 3.0)" in text
     assert fb.REDACTED not in text  # the hidden tests were stripped from the test cell, not just redacted
+
+
+def test_encoded_leaks_do_not_reach_the_page(pages):
+    """dave's error message (base64 of the running cell) and his ROT13 of `In`: nothing of the grader's run is shown."""
+    import base64
+    import codecs
+
+    page, text = pages["dave"], text_of(pages["dave"])
+    for line in hidden_lines():
+        encoded = [base64.b64encode(line.encode()).decode()[:16], codecs.encode(line, "rot13")]
+        assert not any(e in page or e in text for e in encoded), f"an encoding of {line!r} reached dave's page"
+    assert codecs.encode(SECRET, "rot13") not in text
+    assert "ValueError on line 2: assert double(2) == 4" in text  # the grader's words, not the error's message
+    assert "codecs.encode(str(In), 'rot13')" in text  # his own cell's source is his
 
 
 def test_failed_submission_page(pages):
@@ -192,8 +217,10 @@ def test_failed_submission_page(pages):
 
 
 def test_a_page_that_would_leak_is_not_written(course, pages, monkeypatch, tmp_path):
-    """With the redaction step left out, alice's printed In[-2] reaches the page: the last check refuses it."""
-    monkeypatch.setattr(fb, "PIPELINE", tuple(step for step in fb.PIPELINE if step is not fb.redact_hidden_code))
+    """With the redaction step and the submitted outputs left out, alice's printed In[-2] (the grader's run)
+    reaches the page: the last check refuses it."""
+    left_out = (fb.redact_hidden_code, fb.outputs_as_submitted)
+    monkeypatch.setattr(fb, "PIPELINE", tuple(step for step in fb.PIPELINE if step not in left_out))
     target = course / "feedback" / "alice" / A / f"{A}.html"
     target.unlink()
     with pytest.raises(fb.LeakError, match=r"alice/fb/fb"):
@@ -222,14 +249,17 @@ def traceback(*frames):
 def test_visible_error(frames, shown):
     test = new_code_cell(TEST_CELL + "\ncheck()", execution_count=5)
     error = {"output_type": "error", "ename": "AssertionError", "evalue": "boom", "traceback": traceback(*frames)}
-    assert fb.visible_error(test, error) == ("AssertionError: boom" if shown else None)
+    line_2 = f'AssertionError on line 2: assert double(2) == 4, "{VISIBLE_MESSAGE}"'
+    assert fb.visible_error(test, error) == (line_2 if shown else None)
+    assert "boom" not in str(fb.visible_error(test, error)), "the error's message is never shown"
 
 
 def test_visible_error_older_ipython():
     test = new_code_cell(TEST_CELL, execution_count=4)
     for line, shown in ((2, True), (5, False)):
         old = [f"<ipython-input-4-0123abcd> in <module>\n      1 x\n----> {line} y\n"]
-        assert (fb.visible_error(test, {"ename": "E", "evalue": "v", "traceback": old}) == "E: v") is shown
+        words = fb.visible_error(test, {"ename": "E", "evalue": "v", "traceback": old})
+        assert (words == f'an error on line 2: assert double(2) == 4, "{VISIBLE_MESSAGE}"') is shown  # E: not Python's
 
 
 def test_secret_lines_skip_short_and_visible_lines():
