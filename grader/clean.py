@@ -21,6 +21,15 @@ from pathlib import Path
 from grader.checks import checks_of
 
 TOLERANCE = {"accuracy": 0.005, "gain": 0.02}  # same model, same data: only float noise; "gain" retrains
+
+
+def agree(check):
+    """Whether the notebook's figure and the grader's agree within the check kind's TOLERANCE (one rule for
+    the grader's flags and the class report). A figure on one side only disagrees; none on both agrees."""
+    claimed, clean = check.get("claimed"), check.get("clean")
+    if claimed is None or clean is None:
+        return (claimed is None) == (clean is None)
+    return abs(claimed - clean) <= TOLERANCE.get(check.get("kind") or "accuracy", TOLERANCE["accuracy"])
 TEST_SET_MARGIN = 0.05  # test accuracy this far above the training images' accuracy: fit to the test set
 POOL_SIZE = 2000  # training images scored for that comparison (evenly spaced; enough to see 5 points)
 
@@ -148,7 +157,7 @@ def score_check(folder, assignment, name, check, without=None):
         result["reason"] = (f"the model scores {result['clean']:.1%} on the test images but only {result['pool']:.1%} "
                             "on the training images: it was fit to the test set, which a test must never see")
         flags.append(f"{name}: trained on the test set? test {result['clean']:.1%} vs training images {result['pool']:.1%}")
-    if result["claimed"] is not None and abs(result["claimed"] - result["clean"]) > TOLERANCE[check.kind]:
+    if result["claimed"] is not None and not agree(result):
         flags.append(f"{name}: the notebook measured {shown(result['claimed'])}, the grader {shown(result['clean'])}")
     result["flag"] = "; ".join(flags) or None
     return result

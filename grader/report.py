@@ -42,9 +42,6 @@ from grader.autograde import course_directory, read_record, submitted_students
 STATUS_COLOURS = {"graded": "#4c72b0", "flagged": "#dd8452", "failed": "#c44e52", "not graded": "#999999"}
 SCORE_COLOURS = {"full": "#55a868", "partial": "#e6b84a", "zero": "#c44e52", "waiting": "#bbbbbb"}
 # Claimed and clean figures closer than this (a fraction: 0.005 = half a percentage point) agree.
-AGREE = 0.005
-
-
 def report(assignment, course=".", db=None, to="reports"):
     """Write the class report of `assignment` to <course>/<to>/<assignment>.html; returns its path."""
     cd, _ = course_directory(course, db)
@@ -289,10 +286,9 @@ def flagged(klass):
 
 
 def disagree(check):
-    claimed, clean = check.get("claimed"), check.get("clean")
-    if claimed is None or clean is None:
-        return (claimed is None) != (clean is None)
-    return abs(claimed - clean) > AGREE
+    from grader.clean import agree  # light: clean.py imports torch only inside its functions
+
+    return not agree(check)
 
 
 # --- HTML and figures -------------------------------------------------------------------------

@@ -136,3 +136,14 @@ def test_report_shows_the_class(course):
 def test_report_without_the_assignment_says_what_to_do(course):
     with pytest.raises(SystemExit, match="grader autograde ps9"):
         report("ps9", course=str(course))
+
+
+def test_one_agreement_rule_for_grader_and_report():
+    """The report calls a check's figures apart by the same per-kind tolerance the grader flags with."""
+    from grader import clean, report
+
+    gain = {"kind": "gain", "claimed": 0.040, "clean": 0.031}  # retrained: 0.9 points apart is noise
+    accuracy = {"kind": "accuracy", "claimed": 0.95, "clean": 0.94}  # the same model, 1 point apart: not
+    assert clean.agree(gain) and not report.disagree(gain)
+    assert not clean.agree(accuracy) and report.disagree(accuracy)
+    assert report.disagree({"kind": "accuracy", "claimed": 0.9, "clean": None})
