@@ -290,6 +290,7 @@ def test_loop_in_graded_cell(graded):
     assert r["status"] == "graded" and r["cell_errors"].get("test-add") == "CellTimeoutError"
     assert scores(graded, "loop-graded") == {CHECK: 0.0, "test-add": 0.0, "q-written": 0.0}  # no model trained
     assert "ex-add" not in r["cell_errors"]  # the cells before it ran normally
+    assert "twice" in r["cell_notes"]["test-add"], "a 0 for time only after a second grading, alone"
 
 
 def test_loop_in_solution_cell(graded):
@@ -297,6 +298,16 @@ def test_loop_in_solution_cell(graded):
     r = record(graded, "loop-solution")
     assert r["status"] == "graded" and r["cell_errors"].get("train-model") == "CellTimeoutError"
     assert scores(graded, "loop-solution")[CHECK] == 0.0 and r["score"] == 1.0
+    assert "twice" in r["cell_notes"]["train-model"]
+
+
+def test_cpu_hog_next_to_honest_students(graded):
+    """A submission that keeps three processes spinning (graded beside alice) is graded; the honest
+    students keep every point (test_honest_students_keep_every_point), because a time limit hit on a
+    busy machine is graded again alone, and the limit counts CPU time."""
+    r = record(graded, "a-cpu-hog")
+    assert r["status"] == "graded", r
+    assert "spinning" in outputs(graded, "a-cpu-hog")
 
 
 def test_memory_bomb(graded):

@@ -75,6 +75,23 @@ def bob(nb, ctx):
 # --- time, memory, exits --------------------------------------------------------------------------
 
 @case
+def a_cpu_hog(nb, ctx):
+    """An honest solution that also keeps three processes spinning while its cell waits 10 s (the jail
+    ends them with the kernel): the neighbour graded at the same time (alice, next in name order) gets
+    a busy machine."""
+    return insert_after(answered(nb), "ex-add", (
+        "import os, time\n"
+        "for _ in range(3):\n"
+        "    if os.fork() == 0:\n"
+        "        end = time.monotonic() + 60\n"
+        "        while time.monotonic() < end:\n"
+        "            pass\n"
+        "        os._exit(0)\n"
+        "print('spinning: 3 processes')\n"
+        "time.sleep(10)  # waiting costs no CPU time"))
+
+
+@case
 def loop_graded(nb, ctx):
     """`add` never returns: the grade cell that calls it runs into the cell time limit."""
     return answered(nb, train=None, add="def add(a, b):\n    while True:\n        pass")
