@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from grader import DEFAULT_REGEXP
-from grader.autograde import course_directory
+from grader.course import course_directory
 
 
 def expected_notebooks(cd, assignment):

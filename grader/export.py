@@ -11,7 +11,7 @@ from pathlib import Path
 
 from nbgrader.plugins import CsvExportPlugin, ExportPlugin
 
-from grader.autograde import course_directory
+from grader.course import course_directory
 
 
 class ExercisesExportPlugin(ExportPlugin):

@@ -28,6 +28,9 @@ which never had hidden code). report_results runs first: whether an error came f
 of a cell is read from the cell's source as it ran, hidden tests included. A last check reads the
 finished HTML page and refuses to write it (LeakError) if a line of hidden test code is still in it.
 
+The result block lives in grader/result_block.py; what counts as hidden, the redaction and the last
+check in grader/hidden.py.
+
 A submission the grader could not run (status "failed" in its .grader.json) gets a short page with
 the reason and the score instead: nothing of its notebook is shown.
 """
@@ -35,21 +38,19 @@ the reason and the score instead: nothing of its notebook is shown.
 import copy
 import html
 import json
-import re
 import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
-from nbformat.v4 import new_markdown_cell, new_output
+from nbformat.v4 import new_markdown_cell
 
-from grader.autograde import RECORD, course_directory
+from grader.course import RECORD, course_directory
+from grader.hidden import (REDACTED, LeakError, assert_no_secrets, hidden_line_numbers, is_test_cell,  # noqa: F401
+                           redact, secret_lines, secret_patterns)
+from grader.result_block import findings_of, result_block, visible_error  # noqa: F401
 
-BEGIN, END = "BEGIN HIDDEN TESTS", "END HIDDEN TESTS"  # nbgrader's ClearHiddenTests delimiters
-REDACTED = "[hidden test code removed]"
-ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # terminal colour codes (IPython colours tracebacks)
-MIN_SECRET = 12  # a line of hidden test code counts as a secret from this many non-space characters
 HEADER = (
     "**Your feedback.** The score of each graded cell is above, next to its link. Your cells show the outputs "
     "of your notebook as you submitted it. Each test cell below shows the grader's result instead of its "
@@ -57,58 +58,6 @@ HEADER = (
     "were measured again by the grader, in a clean process, on its own copy of the data: the figure "
     "that counts is the grader's, not the one your notebook printed."
 )
-
-
-class LeakError(RuntimeError):
-    """A finished feedback page still contains hidden test code: it was not written."""
-
-
-# --- what must never reach a student -----------------------------------------------------------
-
-def hidden_line_numbers(source, begin=BEGIN, end=END):
-    """The 1-based numbers of the lines of `source` inside hidden test regions, markers included.
-
-    The same rule as nbgrader's ClearHiddenTests: a line containing `begin` opens a region, one
-    containing `end` closes it. A region left open runs to the end of the cell (nbgrader would
-    have refused it; here the safe side is to hide more).
-    """
-    hidden, inside = set(), False
-    for number, line in enumerate(source.split("\n"), 1):
-        if begin in line:
-            inside = True
-        if inside:
-            hidden.add(number)
-        if end in line:
-            inside = False
-    return hidden
-
-
-def is_test_cell(cell):
-    """An autograder test cell: a code cell that nbgrader grades (not a student's answer)."""
-    meta = cell.get("metadata", {}).get("nbgrader", {})
-    return cell.cell_type == "code" and bool(meta.get("grade")) and not meta.get("solution")
-
-
-def secret_lines(masters):
-    """The lines of hidden test code in the master notebooks that are worth looking for.
-
-    A line counts when it has at least MIN_SECRET non-space characters and appears nowhere outside
-    the hidden regions (a line the students can see anyway is no secret). Returns them stripped,
-    longest first (so a long line is redacted before a shorter one that it contains).
-    """
-    hidden, visible = set(), set()
-    for nb in masters:
-        for cell in nb.cells:
-            numbers = hidden_line_numbers(cell.source)
-            for number, line in enumerate(cell.source.split("\n"), 1):
-                (hidden if number in numbers else visible).add(line.strip())
-    secrets = {line for line in hidden - visible if len("".join(line.split())) >= MIN_SECRET}
-    return sorted(secrets, key=lambda line: (-len(line), line))
-
-
-def secret_patterns(secrets):
-    """One regular expression per secret line that also matches it re-spaced (e.g. re-indented)."""
-    return [re.compile(r"\s+".join(re.escape(word) for word in line.split())) for line in secrets]
 
 
 # --- the sanitizing pipeline: each step takes (notebook, context) and returns the notebook -------
@@ -194,17 +143,6 @@ def redact_hidden_code(nb, ctx):
     return nb
 
 
-def redact(text, patterns):
-    if isinstance(text, list):  # nbformat allows multi-line strings as lists of lines
-        text = "".join(text)
-    plain = ANSI.sub("", text)
-    if any(pattern.search(plain) for pattern in patterns):  # colour codes can split a line: redact the plain text
-        text = plain
-    for pattern in patterns:
-        text = pattern.sub(REDACTED, text)
-    return text
-
-
 def keep_known_metadata(nb, ctx):
     """Keep only the metadata nbconvert and nbgrader read: a student could stash anything in the
     rest, and nbconvert copies some of it (e.g. widget state) into the page."""
@@ -236,143 +174,6 @@ def sanitize(nb, ctx, steps=None):
     for step in steps or PIPELINE:
         nb = step(nb, ctx)
     return nb
-
-
-# --- the result block of a test cell -----------------------------------------------------------
-
-# How IPython names a frame in a notebook cell: (execution count, line number)
-FRAMES = (
-    re.compile(r"Cell In\[(\d+)\], line (\d+)"),  # IPython >= 8.5
-    re.compile(r"Input In \[(\d+)\], in <cell line: (\d+)>"),  # IPython 8.0 - 8.4
-    re.compile(r"<ipython-input-(\d+)-[0-9a-f]+>[^\n]*\n(?:.*\n)*?-+> ?(\d+)"),  # IPython 7: "----> 3" marks the line
-)
-
-
-def visible_error(cell, error):
-    """Which visible line of the test cell raised, as words, or None if the error came from hidden code.
-
-    The traceback's frames that point into this cell ("Cell In[N], line L", or older IPython's
-    "<ipython-input-N-...>" with "----> L") must all be on visible lines: an error raised inside
-    hidden test code, or in a function defined there, says nothing a student may see. The words are
-    the grader's: the error's name if it is one of Python's own, and the line as the master has it.
-    Never the error's message: it was computed in a kernel that held the hidden tests, and a student's
-    function called from a visible line can put anything into it (the running cell's source, encoded).
-    """
-    if error.get("ename") == "CellTimeoutError":  # nbgrader's own: the cell ran past the time limit
-        return "the cell ran past the time limit (CellTimeoutError)"
-    text = ANSI.sub("", "\n".join(error.get("traceback", [])))
-    frames = sorted((m.start(), int(m[1]), int(m[2])) for frame in FRAMES for m in frame.finditer(text))
-    frames = [(run, line) for _, run, line in frames]  # in the traceback's order: this cell's frame first
-    if not frames:
-        return None
-    run = cell.get("execution_count") or frames[0][0]  # the In[N] of this cell
-    lines = [line for n, line in frames if n == run]
-    hidden = hidden_line_numbers(cell.source)
-    if not lines or any(line in hidden for line in lines):
-        return None
-    source = cell.source.split("\n")
-    line = lines[0]  # the cell's own frame: the visible line that was running
-    name = error.get("ename") if error.get("ename") in PYTHON_ERRORS else "an error"
-    code = source[line - 1].strip() if 0 < line <= len(source) else ""
-    return f"{name} on line {line}: {code}" if code else f"{name} on line {line}"
-
-
-PYTHON_ERRORS = {name for name, value in vars(__import__("builtins")).items()
-                 if isinstance(value, type) and issubclass(value, BaseException)}
-
-
-def figure(value, kind):
-    """An accuracy as a percentage, a gain (a difference of accuracies) as signed points."""
-    if value is None:
-        return "not measured"
-    return f"{value * 100:+.1f} points" if kind == "gain" else f"{value:.1%}"
-
-
-def check_text(check, kind):
-    """One check in words: the grader's figure vs the threshold, and why it failed."""
-    clean, threshold = check.get("clean"), figure(check.get("threshold"), kind)
-    if clean is None:
-        words = f"{check.get('name')}: not measured by the grader; the threshold is {threshold}"
-    else:
-        words = (f"{check.get('name')}: {'a gain of ' if kind == 'gain' else ''}{figure(clean, kind)} measured by "
-                 f"the grader on its own data; the threshold is {threshold}")
-    if check.get("claimed") is not None:
-        words += f" (your notebook printed {figure(check['claimed'], kind)})"
-    if check.get("passed"):
-        return words + ". Passed."
-    return words + (f". Failed: {check['reason'].rstrip('.')}." if check.get("reason") else ". Failed.")
-
-
-def findings_of(dicts):
-    """mnistlab.diagnose Findings rebuilt from the record's dicts (missing fields left empty)."""
-    from mnistlab.diagnose import SEVERITIES, Finding, Findings
-
-    findings = []
-    for d in dicts:
-        severity = d.get("severity") if d.get("severity") in SEVERITIES else "info"
-        evidence = d.get("evidence") if isinstance(d.get("evidence"), dict) else {}
-        causes = [c for c in d.get("causes") or [] if isinstance(c, dict) and "cause" in c
-                  and isinstance(c.get("score"), (int, float))]  # the table prints each cause's score
-        findings.append(Finding(name=str(d.get("name", "?")), severity=severity, evidence=evidence,
-                                why=str(d.get("why") or ""), fix=str(d.get("fix") or ""), causes=causes))
-    return Findings(findings)
-
-
-def result_block(score, checks, error, note, had_error, kinds):
-    """The one output a test cell keeps: a display_data with text/html and text/plain.
-
-    score: (points, max points) from the gradebook, or None; checks: the .grader.json checks of
-    this cell; error: visible_error() or None; note: the grader's cell note; had_error: whether
-    the cell raised at all; kinds: {check name: "accuracy" | "gain"}.
-    """
-    if score is not None and score[1]:
-        points, most = score
-        verdict = "passed" if points >= most else "failed" if not points else "partly passed"
-        verdict_text = f"{verdict} ({points:g} of {most:g} points)"
-    else:
-        verdict = "failed" if had_error or any(not c.get("passed") for c in checks) else "passed"
-        verdict_text = verdict
-    plain, parts = [f"Result: {verdict_text}"], []
-    for check in checks:
-        kind = kinds.get(check.get("name"), "accuracy")
-        plain.append("- " + check_text(check, kind))
-        parts.append(f"<li>{html.escape(check_text(check, kind))}</li>")
-    parts = [f"<ul style='margin:4px 0'>{''.join(parts)}</ul>"] if parts else []
-    if error:
-        plain.append(f"Error: {error}")
-        parts.append(f"<p>Error: <code>{html.escape(error)}</code></p>")
-    elif had_error:
-        plain.append("A hidden test failed.")
-        parts.append("<p>A hidden test failed.</p>")
-    if note:
-        plain.append(f"Note from the grader: {note}")
-        parts.append(f"<p>Note from the grader: {html.escape(note)}</p>")
-    for check in checks:
-        if not check.get("passed") and check.get("findings"):
-            findings = findings_of(check["findings"])
-            plain.append(f"What diagnose found about {check.get('name')}:\n{findings}")
-            parts.append(f"<p>What <code>mnistlab.diagnose</code> found about <code>{html.escape(str(check.get('name')))}"
-                         f"</code>:</p>{findings._repr_html_()}")
-    color = {"passed": "#2e7d32", "failed": "#c62828"}.get(verdict, "#ef6c00")
-    block = (f"<div style='border-left:4px solid {color};padding:2px 10px'>"
-             f"<p><b style='color:{color}'>{html.escape(verdict_text)}</b></p>{''.join(parts)}</div>")
-    return new_output("display_data", data={"text/html": block, "text/plain": "\n".join(plain)})
-
-
-# --- the last check ------------------------------------------------------------------------------
-
-TAG = re.compile(r"<[^>]*>")
-
-
-def assert_no_secrets(page, patterns, where):
-    """Raise LeakError if a line of hidden test code is in the HTML `page` (as markup or as text)."""
-    texts = (html.unescape(page), html.unescape(TAG.sub("", page)))
-    for pattern in patterns:
-        for text in texts:
-            found = pattern.search(text)
-            if found:
-                raise LeakError(f"feedback for {where} would show hidden test code ({found[0][:80]!r}); "
-                                f"the page was not written. Look at the autograded notebook, or leave it out.")
 
 
 # --- the course ----------------------------------------------------------------------------------

@@ -42,10 +42,10 @@ def build(course=".", to="dist", exchange=None):
 
     Returns the folder. Raises LeakError (and removes the folder) if any file holds hidden text.
     """
-    from grader import autograde  # nbgrader's view of the course folder
+    from grader.course import course_directory  # nbgrader's view of the course folder
 
     course = Path(course).resolve()
-    cd, config = autograde.course_directory(course)
+    cd, config = course_directory(course)
     course_id = cd.course_id or PACKAGE
     notebooks = course / cd.release_directory
     names = sorted(p.name for p in notebooks.iterdir() if p.is_dir() and any(p.glob("*.ipynb"))) if notebooks.is_dir() else []

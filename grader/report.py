@@ -36,7 +36,7 @@ from pathlib import Path
 import nbformat
 from matplotlib.figure import Figure
 
-from grader.autograde import course_directory, read_record, submitted_students
+from grader.course import course_directory, read_record, submitted_students
 
 # Colours of a submission's status (the run-time bars) and of a cell's score (the exercise bars).
 STATUS_COLOURS = {"graded": "#4c72b0", "flagged": "#dd8452", "failed": "#c44e52", "not graded": "#999999"}

@@ -1,0 +1,183 @@
+"""The course folder and its gradebook, as nbgrader lays them out: the only module of the grader that
+reads or writes them (autograde's coordinator, feedback, report, export and collect all go through it).
+
+  course_directory    nbgrader's CourseDirectory and config, from the course's nbgrader_config.py
+  submitted_students  who submitted an assignment; files_under / fingerprint: a folder's files and hash
+  template_gradebook  a one-assignment gradebook each grading task starts from
+  record / read_record  one graded submission into autograded/<s>/<a>/ and the gradebook (RECORD)
+  hidden_paths        what a student's kernel must not see of this machine
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+from grader import sandbox
+from grader.build import tool_env
+
+RECORD = ".grader.json"
+
+
+def course_directory(course=".", db=None):
+    """nbgrader's view of the course folder: (CourseDirectory, config) from its nbgrader_config.py."""
+    from nbgrader.coursedir import CourseDirectory
+    from traitlets.config import Config
+    from traitlets.config.loader import PyFileConfigLoader
+
+    # nbgrader runs `alembic` (next to this Python) when it creates a gradebook: put it on PATH.
+    if str(Path(sys.executable).parent) not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = tool_env()["PATH"]
+    root = os.path.abspath(course)
+    if not os.path.isdir(root):
+        raise SystemExit(f"no course folder {root}: pass --course PATH (the folder with nbgrader_config.py)")
+    config = Config()
+    if os.path.exists(os.path.join(root, "nbgrader_config.py")):
+        config = PyFileConfigLoader("nbgrader_config.py", path=root).load_config()
+    config.CourseDirectory.root = root
+    if db:
+        config.CourseDirectory.db_url = db
+    return CourseDirectory(config=config), config
+
+
+def submitted_students(cd, assignment):
+    """Students with a submitted/<student>/<assignment>/ folder, sorted."""
+    root = Path(cd.root)
+    pattern = Path(cd.format_path(cd.submitted_directory, "*", assignment, escape=False)).relative_to(root)
+    depth = len(Path(cd.submitted_directory).parts)  # submitted/<student>/...: the student's part of the path
+    return sorted(p.relative_to(root).parts[depth] for p in root.glob(str(pattern)) if p.is_dir())
+
+
+def files_under(folder):
+    """{relative path: bytes} of the files under `folder` (hidden files and checkpoints skipped)."""
+    folder = Path(folder)
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)}
+
+
+def fingerprint(*file_sets):
+    digest = hashlib.sha256()
+    for files in file_sets:
+        for name, data in sorted(files.items()):
+            digest.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
+    return digest.hexdigest()
+
+
+def template_gradebook(cd, config, assignment):
+    """A fresh SQLite gradebook holding only `assignment`, made by nbgrader's generate_assignment.
+
+    Returns its bytes (sent to every task). The real gradebook gets the assignment the same way if
+    it does not know it yet. The generated student version goes to a throw-away folder.
+    """
+    from nbgrader.api import Gradebook, MissingEntry
+    from nbgrader.apps.api import NbGraderAPI
+
+    def generate(db_url, release):
+        course = type(cd)(config=config)
+        course.db_url, course.release_directory = db_url, release
+        result = NbGraderAPI(coursedir=course, config=config).generate_assignment(assignment, force=True, create=True)
+        if not result["success"]:
+            raise SystemExit(f"nbgrader generate_assignment {assignment} failed:\n{result.get('log', '')}{result.get('error', '')}")
+
+    with tempfile.TemporaryDirectory() as scratch:
+        with Gradebook(cd.db_url, cd.course_id) as gb:
+            try:
+                known, duedate = bool(gb.find_assignment(assignment).notebooks), gb.find_assignment(assignment).duedate
+            except MissingEntry:
+                known, duedate = False, None
+        if not known:
+            generate(cd.db_url, os.path.join(scratch, "real-release"))
+        path = os.path.join(scratch, "template.db")
+        generate(f"sqlite:///{path}", os.path.join(scratch, "release"))
+        with Gradebook(f"sqlite:///{path}", cd.course_id) as gb:  # late penalties need the due date
+            gb.update_or_create_assignment(assignment, duedate=duedate)
+        return Path(path).read_bytes()
+
+
+def read_record(cd, assignment, student):
+    path = Path(cd.format_path(cd.autograded_directory, student, assignment), RECORD)
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def record(cd, result):
+    """Write one result into autograded/ and the gradebook (the coordinator is the only writer)."""
+    from nbgrader.api import Gradebook
+
+    assignment, student = result["assignment"], result["student"]
+    folder = Path(cd.format_path(cd.autograded_directory, student, assignment))
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    if result["status"] == "graded":
+        for name, data in result["files"].items():
+            Path(folder, name).parent.mkdir(parents=True, exist_ok=True)
+            Path(folder, name).write_bytes(data)
+    else:  # keep the student's files next to the reason, for whoever looks at it by hand
+        submitted = Path(cd.format_path(cd.submitted_directory, student, assignment))
+        for name, data in files_under(submitted).items():
+            Path(folder, name).parent.mkdir(parents=True, exist_ok=True)
+            Path(folder, name).write_bytes(data)
+
+    with warnings.catch_warnings(), Gradebook(cd.db_url, cd.course_id) as gb:
+        warnings.simplefilter("ignore")  # SQLAlchemy's SAWarnings about nbgrader's own session use
+        gb.update_or_create_student(student)
+        timestamp = (result["scores"] or {}).get("timestamp")
+        submission = gb.update_or_create_submission(assignment, student, **({"timestamp": timestamp} if timestamp else {}))
+        if result["status"] == "graded":
+            for nb in result["scores"]["notebooks"]:
+                notebook = gb.find_submission_notebook(nb["name"], assignment, student)
+                notebook.late_submission_penalty = nb["late_submission_penalty"]
+                for g in nb["grades"]:
+                    grade = gb.find_grade(g["name"], nb["name"], assignment, student)
+                    score = g["auto_score"]  # what the sandbox reports, kept within the cell's points
+                    score = None if score is None else min(max(float(score), 0.0), float(grade.max_score))
+                    grade.auto_score, grade.needs_manual_grade = score, bool(g["needs_manual_grade"])
+                for c in nb["comments"]:
+                    gb.find_comment(c["name"], nb["name"], assignment, student).auto_comment = c["auto_comment"]
+        else:  # nothing was graded: 0 for every automatic test, the reason in every answer's comment
+            for notebook in submission.notebooks:
+                for grade in notebook.grades:  # written answers (markdown) still wait for a human
+                    grade.auto_score, grade.needs_manual_grade = 0.0, grade.cell.cell_type != "code"
+                for comment in notebook.comments:
+                    comment.auto_comment = f"Not graded: {result['reason']}"
+        gb.db.commit()
+        score, max_score = submission.score, submission.max_score
+        pending = sum(g.max_score for nb in submission.notebooks for g in nb.grades if g.needs_manual_grade)
+
+    summary = {key: result.get(key) for key in ("status", "reason", "hash", "cell_errors", "sandbox", "peak_mib", "seconds",
+                                                 "checks", "flags", "cell_notes")}
+    summary.update(score=score, max_score=max_score, manual_pending=pending, graded_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    Path(folder, RECORD).write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def data_dir():
+    """The grader's data folder (mnistlab.data.data_dir()): sandboxes read the data from there."""
+    from mnistlab.data import data_dir as folder
+
+    return folder()
+
+
+def hidden_paths(cd):
+    """What the student's kernel must not see (grader/jail.py covers them): the course folder (everyone's
+    submissions, the gradebook), a gradebook kept elsewhere, and this checkout's masters and solutions."""
+    paths = [os.path.abspath(cd.root)]
+    if cd.db_url.startswith("sqlite:///"):
+        paths.append(os.path.abspath(cd.db_url[len("sqlite:///"):]))
+    checkout = Path(__file__).resolve().parent.parent
+    paths += [str(checkout / name) for name in ("source", "solutions", "build") if (checkout / name).exists()]
+    # A folder holding what the kernel runs on (a course kept in this checkout, with its .venv) is not
+    # hidden whole, only its other entries.
+    hidden = set()
+    for path in map(os.path.realpath, paths):
+        if not sandbox.kernel_needs(path):
+            hidden.add(path)
+        elif os.path.isdir(path):
+            hidden.update(child for child in (os.path.join(path, name) for name in os.listdir(path))
+                          if not sandbox.kernel_needs(child))
+    return sorted(hidden)

@@ -1,0 +1,188 @@
+"""Grading one submission on a Dask worker: its stages, in order, over one scratch course.
+
+  preflight          grader/preflight.py: refuse what nbgrader cannot grade, repair what it would
+  execute_isolated   `nbgrader autograde` in a sandboxed child (grader/sandbox.py, grader/jail.py)
+  rescore            grader/rescore.py: the handed-in models measured again by a clean child
+  verify             grader/integrity.py: lines that replace library functions, flagged for a human
+
+The result is a plain dict the coordinator records (grader/course.py: record).
+"""
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+
+from grader import integrity, preflight, rescore, sandbox
+from grader.course import files_under
+
+SCRATCH_ROOT = Path(tempfile.gettempdir(), "mnistlab-grader")  # every scratch course lives here (the jail hides the others)
+
+
+def grade_submission(job):
+    """Grade one submission in a scratch course; return what the coordinator records."""
+    start = time.perf_counter()
+    SCRATCH_ROOT.mkdir(exist_ok=True)
+    scratch = tempfile.mkdtemp(prefix=f"{job['student']}-", dir=SCRATCH_ROOT)
+    try:
+        files, problems, notes = preflight.check_notebooks(job)
+        if problems:  # nothing nbgrader could grade: say why, in words the student understands
+            return failed(job, "; ".join(problems), start)
+        ran = execute_isolated(job, files, scratch)
+        checks, flags, scores = [], [], ran["scores"]
+        if not ran["reason"]:
+            checks = rescore.clean_checks(job, scratch)
+            scores, notes = rescore.apply_checks(scores, checks, notes)
+            flags = [c["flag"] for c in checks if c.get("flag")] + rescore.unconfirmed(checks, ran["files"], ran["errors"])
+        flags += verify(files)
+        return {"student": job["student"], "assignment": job["assignment"], "hash": job["hash"],
+                "status": "failed" if ran["reason"] else "graded", "reason": ran["reason"],
+                "scores": scores if not ran["reason"] else None, "files": ran["files"] if not ran["reason"] else {},
+                "cell_errors": ran["errors"], "checks": checks, "flags": flags, "cell_notes": notes,
+                "log_tail": ran["log"][-4000:], "sandbox": ran["sandbox"], "peak_mib": round(ran["peak"] / 2**20),
+                "seconds": round(time.perf_counter() - start, 2)}
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def execute_isolated(job, files, scratch):
+    """`nbgrader autograde` of the one student in the scratch course, in a sandboxed child. Returns what it
+    left: scores, autograded files (outputs trimmed), cell errors, why it failed (None if it did not), the
+    sandbox's report, nbgrader's log and the peak memory."""
+    for name, data in files.items():
+        path = Path(scratch, name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    Path(scratch, "grader").mkdir()
+    Path(scratch, "grader", "gradebook.db").write_bytes(job["template"])
+    db_url = f"sqlite:///{scratch}/grader/gradebook.db"
+    argv = ["autograde", job["assignment"], "--student", job["student"], f"--db={db_url}",
+            f"--CourseDirectory.root={scratch}", "--Autograde.create_student=True"]
+    if job.get("cell_timeout"):
+        argv.append(f"--Execute.timeout={int(job['cell_timeout'])}")
+    # nbgrader fails the whole notebook when the kernel's last output messages take over 4 s to arrive
+    # (a busy machine): wait longer for them, and never count the wait as the student's failure.
+    argv += ["--Execute.iopub_timeout=60", "--Execute.raise_on_iopub_timeout=False"]
+    run = {"scratch": scratch, "argv": argv, "db_url": db_url, "course_id": job["course_id"], "kind": "autograde",
+           "assignment": job["assignment"], "student": job["student"], "isolate_network": job["isolate_network"],
+           "hide": job.get("hide", []), "data_dir": job.get("data_dir"), "tmp": str(SCRATCH_ROOT.parent)}
+    with sandbox.zygote() as helper:
+        exitcode, killed, peak = helper.run(run, job["timeout"], job["memory"])
+    log = read_text(Path(scratch, "grader", "nbgrader.log"))
+    scores = read_json(Path(scratch, "grader", "scores.json")) if not killed else None
+    autograded = Path(scratch, job["autograded"])
+    graded_files = trim_outputs(files_under(autograded)) if autograded.is_dir() and not killed else {}
+    report = read_json(Path(scratch, "grader", "sandbox.json")) or {}
+    report.update(jail_status(log))
+    return {"scores": scores, "files": graded_files, "errors": cell_errors(graded_files),
+            "reason": killed or failure_reason(exitcode, log, scores, graded_files), "sandbox": report, "log": log,
+            "peak": peak}
+
+
+def verify(files):
+    """Flags for a human: lines of the submitted notebooks that replace library functions (grader/integrity.py)."""
+    return [flag for name, data in files.items() if name.endswith(".ipynb")
+            for flag in integrity.scan(data.decode(errors="replace"))]
+
+
+def warm_up():
+    """Start this worker's zygote (it imports nbgrader, seconds) before the first submission arrives."""
+    with sandbox.zygote():
+        return os.getpid()
+
+
+MAX_TEXT, MAX_DATA = 20_000, 1_000_000  # characters of one text output; bytes of one image or other data
+
+
+def trim_outputs(files):
+    """Cut huge outputs in the graded notebooks (nbgrader limits lines, not characters): a notebook that
+    prints 100 MB keeps the first and last lines of it, and the gradebook, feedback and report stay small."""
+    def cut(text):
+        if len(text) <= MAX_TEXT:
+            return text
+        return f"{text[:MAX_TEXT // 2]}\n... [{len(text) - MAX_TEXT // 2 - 2000:,} characters cut by the grader] ...\n{text[-2000:]}"
+
+    trimmed = {}
+    for name, data in files.items():
+        if not name.endswith(".ipynb") or len(data) < MAX_DATA:
+            trimmed[name] = data
+            continue
+        try:
+            nb = nbformat.reads(data.decode(errors="replace"), as_version=4)
+        except Exception:
+            trimmed[name] = data
+            continue
+        for cell in nb.cells:
+            for output in cell.get("outputs", []):
+                if isinstance(output.get("text"), str):
+                    output["text"] = cut(output["text"])
+                for kind, value in list(output.get("data", {}).items()):
+                    text = value if isinstance(value, str) else json.dumps(value)
+                    if len(text) > MAX_DATA:
+                        output["data"] = {"text/plain": f"[a {kind} output of {len(text):,} characters, cut by the grader]"}
+                        break
+                    if kind == "text/plain":
+                        output["data"][kind] = cut(text)
+                if output.get("traceback"):
+                    output["traceback"] = [cut(line) for line in output["traceback"][-50:]]
+        trimmed[name] = nbformat.writes(nb).encode()
+    return trimmed
+
+
+def failed(job, reason, start):
+    """The result of a submission that could not be graded at all."""
+    return {"student": job["student"], "assignment": job["assignment"], "hash": job["hash"], "status": "failed",
+            "reason": reason, "scores": None, "files": {}, "cell_errors": {}, "checks": [], "flags": [],
+            "cell_notes": {}, "sandbox": {}, "peak_mib": None, "seconds": round(time.perf_counter() - start, 2)}
+
+
+def read_text(path):
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
+def read_json(path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def jail_status(log):
+    """What grader/jail.py reported in nbgrader's log (one line per kernel started)."""
+    lines = [line.split("GRADER-JAIL ", 1)[1] for line in log.splitlines() if line.startswith("GRADER-JAIL ")]
+    return read_json_text(lines[-1]) if lines else {"kernel": "no kernel started"}
+
+
+def read_json_text(text):
+    try:
+        return json.loads(text)
+    except ValueError:
+        return {}
+
+
+def failure_reason(exitcode, log, scores, files):
+    """Why nbgrader did not grade the submission, from its log; None when it did."""
+    if exitcode == 0 and scores and files:
+        return None
+    if "DeadKernelError" in log or "Kernel died" in log or "kernel died" in log:
+        return "the kernel died (a crash: os._exit, a segfault or the kernel was killed)"
+    errors = [line.strip() for line in log.splitlines() if "[ERROR]" in line or "Error" in line]
+    return f"nbgrader failed (exit code {exitcode}): {errors[-1][:300] if errors else log.strip()[-300:]}"
+
+
+def cell_errors(files):
+    """{grade cell id: error name} for graded cells that raised (e.g. CellTimeoutError)."""
+    errors = {}
+    for name, data in files.items():
+        if name.endswith(".ipynb"):
+            for cell in nbformat.reads(data.decode(), as_version=4).cells:
+                meta = cell.get("metadata", {}).get("nbgrader", {})
+                grade_id = meta.get("grade_id") if meta.get("grade") or meta.get("solution") else None
+                for output in cell.get("outputs", []):
+                    if grade_id and output.get("output_type") == "error":
+                        errors[grade_id] = output.get("ename", "error")
+    return errors
