@@ -43,7 +43,7 @@ and causes (ranked [{"cause", "score"}], for stuck_at_chance and divergence). to
 {"findings": [finding, ...], "skipped": {detector: reason}}.
 
 Taught in 01 (raw EMNIST letters), 02 (stuck at chance), 03 (a linear stack, overfitting) and 05 (the
-pitfalls, one detector each); course.check_accuracy runs it on a model that misses its threshold,
+pitfalls); course.check_accuracy runs it on a model that misses its threshold,
 for the grader's feedback. The package, one idea per file:
 
     settings.py            every threshold and knob the detectors use, each with why that value: read it first

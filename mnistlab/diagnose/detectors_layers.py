@@ -1,8 +1,9 @@
 """Detectors of the model's layers and what reaches them: linear stacks, input scale, dead ReLUs, raw EMNIST.
 
-linear_stack: taught in 03 (two Linear layers with no ReLU between them) and met again in 05 (conv
--> max-pool -> conv). input_scale and dead_relu: taught in 05 (inverted images, units that never
-turn on). raw_emnist: seen in 01 (EMNIST letters as they ship: transposed, labels 1..26).
+linear_stack: taught in 03 (two Linear layers with no ReLU between them) and met again in 05 (the
+colored-MNIST CNN). input_scale and dead_relu: taught in 05 (inverted images are off-centre, and
+units that never turn on); raw 0..255 pixels, input_scale's other half, are in no notebook.
+raw_emnist: seen in 01 (EMNIST letters as they ship: transposed, labels 1..26).
 Each takes the Probe and returns a list of Findings (empty: nothing wrong), or raises Skip.
 """
 

@@ -1,8 +1,10 @@
 """Detectors of what the model outputs and what it is scored against: the last layer, the loss, the labels.
 
-output_activation, double_softmax and nll_without_log_softmax: taught in 05 (a ReLU on the output,
-a softmax before nn.CrossEntropyLoss). labels_vs_outputs: seen in 01, where raw EMNIST letters
-(labels 1..26) meet a model with 27 outputs.
+output_activation: taught in 05 (a ReLU on the output of the negative-MNIST MLP and of the
+colored-MNIST CNN). double_softmax (a softmax before nn.CrossEntropyLoss) and nll_without_log_softmax:
+no notebook shows them; 01 writes softmax, log-softmax and the NLL loss by hand, which is what they
+check. labels_vs_outputs: seen in 01, where raw EMNIST letters (labels 1..26) meet a model with 27
+outputs.
 Each takes the Probe and returns a list of Findings (empty: nothing wrong), or raises Skip.
 """
 

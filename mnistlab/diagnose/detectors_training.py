@@ -1,9 +1,10 @@
 """Detectors of the training history: stuck at chance, divergence, overfitting.
 
 stuck_at_chance: taught in 02 (an optimizer that belongs to another model: the loss stays at ln(C)).
-overfitting: seen in 03 (150 training images) and 05. divergence: met in 05 (raw pixels, a learning
-rate too high). Each takes the Probe and returns a list of Findings (empty: nothing wrong), or raises
-Skip; stuck_at_chance and divergence also rank the likely causes, each scored 0..1 by its evidence.
+overfitting: seen in 03 (150 training images) and 05. divergence: no notebook shows it (01 shows how
+softmax of large scores becomes nan). Each takes the Probe and returns a list of Findings (empty:
+nothing wrong), or raises Skip; stuck_at_chance and divergence also rank the likely causes, each
+scored 0..1 by its evidence.
 """
 
 import math
