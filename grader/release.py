@@ -59,7 +59,7 @@ def build(course=".", to="dist", exchange=None):
     for name in names:
         shutil.copytree(notebooks / name, folder / "notebooks" / name,
                         ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
-    (folder / "pyproject.toml").write_text(student_pyproject(course / "pyproject.toml"))
+    (folder / "pyproject.toml").write_text(student_pyproject(course / "pyproject.toml", packages(folder / PACKAGE)))
     readme = folder / "README.md"
     readme.write_text(readme.read_text().replace("RUN_TIMES", run_times_table(course / TIMES, names)))
     (folder / "jupyter" / "nbgrader_config.py").write_text(student_nbgrader_config(config, course_id))
@@ -73,8 +73,16 @@ def build(course=".", to="dist", exchange=None):
     return folder
 
 
-def student_pyproject(instructor_pyproject):
-    """The instructor's pyproject.toml, cut down to the helper package and what students need."""
+def packages(package):
+    """The helper package and its subpackages (every folder with an __init__.py), as setuptools names them."""
+    package = Path(package)
+    found = sorted(p.parent.relative_to(package.parent) for p in package.rglob("__init__.py"))
+    return [".".join(p.parts) for p in found]
+
+
+def student_pyproject(instructor_pyproject, packages=(PACKAGE,)):
+    """The instructor's pyproject.toml, cut down to the helper package (`packages`: it and its
+    subpackages, e.g. mnistlab.diagnose) and what students need."""
     project = tomllib.loads(Path(instructor_pyproject).read_text())["project"]
     keep = [d for d in project["dependencies"] if re.split(r"[<>=!~\[ ;]", d, maxsplit=1)[0] not in INSTRUCTOR_ONLY]
     lines = "\n".join(f'    "{d}",' for d in keep)
@@ -93,7 +101,7 @@ dependencies = [
 ]
 
 [tool.setuptools]
-packages = ["{PACKAGE}"]
+packages = [{", ".join(f'"{p}"' for p in packages)}]
 
 [tool.setuptools.package-data]
 {PACKAGE} = ["*.json"]

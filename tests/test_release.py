@@ -56,6 +56,10 @@ def test_the_release_holds_what_a_student_needs_and_no_instructor_folder(release
         assert (folder / "notebooks" / a / f"{a}.ipynb").read_bytes() == (ROOT / "notebooks" / a / f"{a}.ipynb").read_bytes()
     assert not [f for f in files if f.split("/")[0] in {"source", "solutions", "grader", "tests", "bench"}]
     assert not [f for f in files if "__pycache__" in f or f.endswith(".pyc")]
+    # The helper package whole, subpackages included, and the student pyproject.toml lists each one.
+    assert [f for f in files if f.startswith("mnistlab/")] == sorted(
+        str(p.relative_to(ROOT)) for p in (ROOT / "mnistlab").rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    assert 'packages = ["mnistlab", "mnistlab.diagnose"]' in (folder / "pyproject.toml").read_text()
     # The hand-in loader is the grader's: students only export and save.
     handin = (folder / "mnistlab" / "handin.py").read_text()
     assert "def export(" in handin and "def save(" in handin
@@ -219,6 +223,10 @@ def test_the_release_installs_in_a_fresh_venv_and_a_blank_notebook_runs_to_its_f
                          capture_output=True, text=True, timeout=900, env=env, cwd=tmp_path)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert f"mnistlab from {venv}" in run.stdout  # the installed package, not this checkout's
+    # Its subpackages are installed too (setuptools installs only the packages pyproject.toml lists).
+    sub = subprocess.run([str(python), "-c", "import mnistlab.diagnose as d; print(d.__file__)"],
+                         capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert sub.returncode == 0 and sub.stdout.startswith(str(venv)), sub.stdout + sub.stderr[-3000:]
     # Every code cell ran up to the first exercise's test, which stops on the blank stub.
     cells = nbformat.read(notebook, as_version=4).cells
     code = [i for i, c in enumerate(cells) if c.cell_type == "code"]
