@@ -32,6 +32,13 @@ def agree(check):
     return abs(claimed - clean) <= TOLERANCE.get(check.get("kind") or "accuracy", TOLERANCE["accuracy"])
 TEST_SET_MARGIN = 0.05  # test accuracy this far above the training images' accuracy: fit to the test set
 POOL_SIZE = 2000  # training images scored for that comparison (evenly spaced; enough to see 5 points)
+# A model that looks images up rather than recognising them. Measured (offline data; linear, 100-unit and
+# 5000-unit MLPs, on MNIST and the letters): moving every test image by one pixel costs an honest model
+# 4-9 points; an exact lookup of the test images falls to chance. A 1-nearest-neighbour lookup over the
+# training *and* test images loses only 2-4 (the moved image's nearest stored image is still itself), but
+# scores 100%, far above every reference run: that is flagged for a human instead.
+SHIFT_MARGIN = 0.25  # accuracy lost on the test images moved by one pixel, beyond which the check fails
+ABOVE_REFERENCE = 0.05  # accuracy above the best reference run (thresholds.json), beyond which it is flagged
 
 
 def accuracy(run, ds, batch_size=500):
@@ -49,6 +56,29 @@ def accuracy(run, ds, batch_size=500):
                                  f"expected [{len(y)}, {len(ds.classes)}] (one score per class)")
             correct += (scores.argmax(1) == y).sum().item()
     return correct / len(ds)
+
+
+def shifted(ds):
+    """The images of `ds` moved by one pixel (right, left, down, up in turn), the emptied edge black:
+    images the student never had, which any classifier of digits still reads."""
+    from mnistlab import data
+
+    x, moved = ds.images, ds.images.clone().zero_()
+    way = [slice(i, None, 4) for i in range(4)]
+    moved[way[0], :, 1:] = x[way[0], :, :-1]
+    moved[way[1], :, :-1] = x[way[1], :, 1:]
+    moved[way[2], 1:, :] = x[way[2], :-1, :]
+    moved[way[3], :-1, :] = x[way[3], 1:, :]
+    return data.Dataset(moved, ds.labels, ds.classes, f"{ds.source} | moved by one pixel")
+
+
+def best_reference(assignment, check, ds):
+    """The highest figure of the reference solution's calibration runs on this kind of data, or None."""
+    from mnistlab import thresholds
+
+    entry = thresholds.TABLE.get((assignment, check), {}).get(thresholds.kind_of(ds.source), {})
+    figures = entry.get("figures") if entry.get("measured_by") else None  # published figures are not runs
+    return max(figures) if figures else None
 
 
 def every_nth(ds, size):
@@ -110,7 +140,7 @@ def score_check(folder, assignment, name, check, without=None):
     handin_name = check.handin or name
     test = check.test()
     result = {"name": name, "cell": check.cell, "threshold": thresholds.threshold(assignment, check.threshold, test),
-              "claimed": None, "clean": None, "pool": None, "passed": False, "reason": None, "findings": None,
+              "claimed": None, "clean": None, "pool": None, "shifted": None, "passed": False, "reason": None, "findings": None,
               "kind": check.kind, "flag": None}
     claim = read_claim(folder, handin_name)
     flags = []
@@ -142,6 +172,7 @@ def score_check(folder, assignment, name, check, without=None):
                 if check.pool:
                     pool = every_nth(check.pool(), POOL_SIZE)
                     result["pool"] = statistics.mean(accuracy(m, pool) for m in models)
+                    result["shifted"] = statistics.mean(accuracy(m, shifted(test)) for m in models)
         except Exception as error:  # a graph that does not run on the grader's data
             result["reason"] = f"the handed-in model does not run on the test images: {type(error).__name__}: {str(error)[:300]}"
             result["flag"] = "; ".join(flags) or None
@@ -157,6 +188,15 @@ def score_check(folder, assignment, name, check, without=None):
         result["reason"] = (f"the model scores {result['clean']:.1%} on the test images but only {result['pool']:.1%} "
                             "on the training images: it was fit to the test set, which a test must never see")
         flags.append(f"{name}: trained on the test set? test {result['clean']:.1%} vs training images {result['pool']:.1%}")
+    if result.get("shifted") is not None and result["clean"] - result["shifted"] > SHIFT_MARGIN:
+        result["passed"] = False
+        result["reason"] = (f"the model scores {result['clean']:.1%} on the test images but only {result['shifted']:.1%} on "
+                            "the same images moved by one pixel: it looks the test images up instead of recognising them")
+        flags.append(f"{name}: a lookup of the test images? {result['clean']:.1%}, moved by one pixel {result['shifted']:.1%}")
+    best = best_reference(assignment, check.threshold, test) if check.pool else None
+    if best is not None and result["clean"] > best + ABOVE_REFERENCE:
+        flags.append(f"{name}: {result['clean']:.1%}, {100 * (result['clean'] - best):.0f} points above every run of the "
+                     f"reference solution (best {best:.1%}): has the model seen the test images?")
     if result["claimed"] is not None and not agree(result):
         flags.append(f"{name}: the notebook measured {shown(result['claimed'])}, the grader {shown(result['clean'])}")
     result["flag"] = "; ".join(flags) or None
