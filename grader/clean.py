@@ -59,16 +59,17 @@ def accuracy(run, ds, batch_size=500):
 
 
 def shifted(ds):
-    """The images of `ds` moved by one pixel (right, left, down, up in turn), the emptied edge black:
-    images the student never had, which any classifier of digits still reads."""
+    """The images of `ds` moved by one pixel (right, left, down, up in turn), the emptied edge a copy of the
+    edge next to it (black on MNIST, white on inverted digits): images the student never had, which any
+    classifier of digits still reads."""
     from mnistlab import data
 
-    x, moved = ds.images, ds.images.clone().zero_()
+    x, moved = ds.images, ds.images.clone()  # [N, H, W] or [N, C, H, W]: rows and columns are the last two
     way = [slice(i, None, 4) for i in range(4)]
-    moved[way[0], :, 1:] = x[way[0], :, :-1]
-    moved[way[1], :, :-1] = x[way[1], :, 1:]
-    moved[way[2], 1:, :] = x[way[2], :-1, :]
-    moved[way[3], :-1, :] = x[way[3], 1:, :]
+    moved[way[0], ..., 1:] = x[way[0], ..., :-1]
+    moved[way[1], ..., :-1] = x[way[1], ..., 1:]
+    moved[way[2], ..., 1:, :] = x[way[2], ..., :-1, :]
+    moved[way[3], ..., :-1, :] = x[way[3], ..., 1:, :]
     return data.Dataset(moved, ds.labels, ds.classes, f"{ds.source} | moved by one pixel")
 
 
