@@ -17,7 +17,7 @@ grading process (a Dask worker) keeps a small *zygote*: a helper process that im
 A score job (grader/clean.py: re-measure the handed-in models) gets steps 1-3 and gives up all its
 capabilities too; it never runs student code, only loads the models as data.
 
-The worker watches the child from outside (`Zygote.run`): the resident memory of its whole process
+The worker watches the child from outside (`Zygote.run`): the memory (PSS) of its whole process
 tree (nbgrader and the student's kernel) and the CPU time it used, with the wall time only as a
 backstop (WALL_BACKSTOP times the CPU limit, for a kernel that sleeps). CPU time, because a busy
 machine must not cost a student points: a submission's own CPU seconds do not grow when its
@@ -349,13 +349,14 @@ class Zygote:
             tree = process_tree(pid)
             seen.update({p.pid: p for p in tree})
             used.update({p.pid: cpu_seconds(p, used.get(p.pid, 0.0)) for p in tree})  # an exited one keeps its last reading
-            rss = sum(memory_of(p) for p in tree)
-            peak = max(peak, rss)
+            used_memory = sum(memory_of(p) for p in tree)  # PSS: shared pages split between the processes
+            peak = max(peak, used_memory)
             cpu, wall = sum(used.values()), time.monotonic() - start
             if reason is None and len(tree) > MAX_PROCESSES:
                 reason = f"process limit: the notebook started {len(tree)} processes (at most {MAX_PROCESSES}) and was killed"
-            elif reason is None and rss > memory_bytes:
-                reason = f"memory limit: the notebook used {rss / 2**20:.0f} MiB > {memory_bytes / 2**20:.0f} MiB and was killed"
+            elif reason is None and used_memory > memory_bytes:
+                reason = (f"memory limit: the notebook used {used_memory / 2**20:.0f} MiB > {memory_bytes / 2**20:.0f} MiB "
+                          "and was killed")
             elif reason is None and cpu > cpu_time:
                 reason = f"time limit: the notebook used {cpu:.0f} s of CPU time (at most {cpu_time:.0f} s) and was killed"
             elif reason is None and wall > WALL_BACKSTOP * cpu_time:
@@ -388,10 +389,16 @@ def cpu_seconds(process, last=0.0):
 
 
 def memory_of(process):
+    """The process's proportional share of memory (PSS): a page shared by k processes counts 1/k in each,
+    so forked children (a DataLoader's workers) are not counted several times over, as RSS would.
+    Falls back to RSS where PSS cannot be read."""
     try:
-        return process.memory_info().rss
-    except psutil.Error:
-        return 0
+        return process.memory_full_info().pss
+    except (psutil.Error, AttributeError):
+        try:
+            return process.memory_info().rss
+        except psutil.Error:
+            return 0
 
 
 def kill(processes):
