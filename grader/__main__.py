@@ -18,7 +18,7 @@ import sys
 
 # The command line parses its arguments before it imports anything heavy (nbgrader, torch, Dask):
 # `--help` and a mistyped option answer at once. Each command imports its module when it runs.
-from grader import DEFAULT_MEMORY, DEFAULT_REGEXP, DEFAULT_TIMEOUT
+from grader import DEFAULT_MEMORY, DEFAULT_REGEXP, DEFAULT_TIMEOUT, GraderError
 
 
 def main(argv=None):
@@ -94,7 +94,14 @@ def main(argv=None):
     p.add_argument("--cell-timeout", type=int, default=None, help="cell time limit (default: see grader/demo.py)")
     p.add_argument("--assignment", action="append", help="only this assignment (repeat for more)")
     args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except GraderError as error:  # the library raises; the command line says what to do and exits
+        raise SystemExit(str(error)) from None
 
+
+def run(args):
+    """Run the parsed command; returns the exit code."""
     if args.command == "build":
         from grader import build
 

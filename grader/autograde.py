@@ -31,7 +31,7 @@ import sys
 import time
 from pathlib import Path
 
-from grader import DEFAULT_MEMORY, DEFAULT_TIMEOUT  # noqa: F401 (the defaults: callers use autograde.DEFAULT_*)
+from grader import DEFAULT_MEMORY, DEFAULT_TIMEOUT, GraderError  # noqa: F401 (the defaults: callers use autograde.DEFAULT_*)
 from grader.course import (RECORD, course_directory, data_dir, files_under, fingerprint, hidden_paths,  # noqa: F401
                            read_record, record, submitted_students, template_gradebook)  # (RECORD, read_record: re-exported)
 from grader.execute import failed, grade_submission, warm_up
@@ -46,7 +46,7 @@ def parse_size(text):
     try:
         return int(float(text[:-1]) * units[text[-1]]) if text and text[-1] in units else int(text)
     except ValueError:
-        raise SystemExit(f"cannot read the memory size {text!r}: write e.g. 4G or 512M") from None
+        raise GraderError(f"cannot read the memory size {text!r}: write e.g. 4G or 512M") from None
 
 
 def start_client(scheduler=None, workers=None):
@@ -64,7 +64,7 @@ def plan(cd, assignment, students=None, force=False, **settings):
     """The jobs to grade for `assignment`, and the records of those skipped (graded, unchanged)."""
     source = Path(cd.format_path(cd.source_directory, ".", assignment))
     if not source.is_dir():
-        raise SystemExit(f"no assignment {assignment!r}: {source} does not exist")
+        raise GraderError(f"no assignment {assignment!r}: {source} does not exist")
     everyone = submitted_students(cd, assignment)
     wanted = [s for s in everyone if s in students] if students else everyone
     source_files = files_under(source)
@@ -137,7 +137,7 @@ def autograde(assignment, course=".", students=None, **options):
     results = autograde_many([assignment], course, students=students, **options)
     if students and set(students) - {s for _, s in results}:
         missing = ", ".join(sorted(set(students) - {s for _, s in results}))
-        raise SystemExit(f"no submission of {assignment} from {missing}: run `collect` first")
+        raise GraderError(f"no submission of {assignment} from {missing}: run `collect` first")
     return {student: summary for (_, student), summary in results.items()}
 
 

@@ -12,6 +12,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from grader import GraderError
+
 
 def assignments(course="."):
     """The assignment names: the folders of source/ that hold a notebook, sorted."""
@@ -31,7 +33,7 @@ def nbgrader(course, *args):
     env.setdefault("MNISTLAB_DATA_SOURCE", "offline")
     done = subprocess.run(command, cwd=course, capture_output=True, text=True, env=env)
     if done.returncode != 0:
-        raise SystemExit(f"`nbgrader {' '.join(args)}` failed:\n{done.stdout}{done.stderr}")
+        raise GraderError(f"`nbgrader {' '.join(args)}` failed:\n{done.stdout}{done.stderr}")
     return done
 
 
@@ -47,7 +49,7 @@ def build(course=".", names=None, solutions=True):
     names = names or known
     unknown = sorted(set(names) - set(known))
     if unknown:
-        raise SystemExit(f"no assignment {', '.join(unknown)} in {Path(course) / 'source'}; known: {', '.join(known)}")
+        raise GraderError(f"no assignment {', '.join(unknown)} in {Path(course) / 'source'}; known: {', '.join(known)}")
     with tempfile.TemporaryDirectory() as scratch:
         db = f"sqlite:///{Path(scratch) / 'build-gradebook.db'}"
         for name in names:

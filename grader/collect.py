@@ -20,7 +20,7 @@ from collections import defaultdict
 from datetime import datetime, timezone
 from pathlib import Path
 
-from grader import DEFAULT_REGEXP
+from grader import DEFAULT_REGEXP, GraderError
 from grader.course import course_directory
 
 
@@ -83,11 +83,11 @@ def collect(source, course=".", assignment=None, regexp=None):
             entries = [e for e in entries if e[1] == assignment]
     elif source.is_file() and source.suffix in (".zip", ".gz"):
         if not assignment:
-            raise SystemExit("collecting from an LMS zip: say which assignment it holds with --assignment NAME")
+            raise GraderError("collecting from an LMS zip: say which assignment it holds with --assignment NAME")
         regexp = regexp or config.get("FileNameCollectorPlugin", {}).get("named_regexp") or DEFAULT_REGEXP
         entries, problems, scratch = from_zip(source, assignment, regexp)
     else:
-        raise SystemExit(f"{source}: not a folder of <student>/<assignment>/ nor a .zip file")
+        raise GraderError(f"{source}: not a folder of <student>/<assignment>/ nor a .zip file")
 
     sources = Path(cd.root, cd.source_directory)
     known = {p.name for p in sources.iterdir() if p.is_dir()} if sources.is_dir() else set()

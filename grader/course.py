@@ -18,7 +18,7 @@ import time
 import warnings
 from pathlib import Path
 
-from grader import sandbox
+from grader import GraderError, sandbox
 from grader.build import tool_env
 
 RECORD = ".grader.json"
@@ -35,7 +35,7 @@ def course_directory(course=".", db=None):
         os.environ["PATH"] = tool_env()["PATH"]
     root = os.path.abspath(course)
     if not os.path.isdir(root):
-        raise SystemExit(f"no course folder {root}: pass --course PATH (the folder with nbgrader_config.py)")
+        raise GraderError(f"no course folder {root}: pass --course PATH (the folder with nbgrader_config.py)")
     config = Config()
     if os.path.exists(os.path.join(root, "nbgrader_config.py")):
         config = PyFileConfigLoader("nbgrader_config.py", path=root).load_config()
@@ -82,7 +82,7 @@ def template_gradebook(cd, config, assignment):
         course.db_url, course.release_directory = db_url, release
         result = NbGraderAPI(coursedir=course, config=config).generate_assignment(assignment, force=True, create=True)
         if not result["success"]:
-            raise SystemExit(f"nbgrader generate_assignment {assignment} failed:\n{result.get('log', '')}{result.get('error', '')}")
+            raise GraderError(f"nbgrader generate_assignment {assignment} failed:\n{result.get('log', '')}{result.get('error', '')}")
 
     with tempfile.TemporaryDirectory() as scratch:
         with Gradebook(cd.db_url, cd.course_id) as gb:

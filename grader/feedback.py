@@ -46,6 +46,7 @@ from pathlib import Path
 import nbformat
 from nbformat.v4 import new_markdown_cell
 
+from grader import GraderError
 from grader.course import RECORD, course_directory
 from grader.hidden import (REDACTED, LeakError, assert_no_secrets, hidden_line_numbers, is_test_cell,  # noqa: F401
                            redact, secret_lines, secret_patterns)
@@ -182,7 +183,7 @@ def masters(cd, assignment):
     """{notebook name: master notebook} of source/<assignment>/."""
     folder = Path(cd.format_path(cd.source_directory, ".", assignment))
     if not folder.is_dir():
-        raise SystemExit(f"no assignment {assignment!r}: {folder} does not exist")
+        raise GraderError(f"no assignment {assignment!r}: {folder} does not exist")
     return {p.stem: nbformat.read(p, as_version=4) for p in sorted(folder.glob("*.ipynb"))}
 
 

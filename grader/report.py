@@ -36,6 +36,7 @@ from pathlib import Path
 import nbformat
 from matplotlib.figure import Figure
 
+from grader import GraderError
 from grader.course import course_directory, read_record, submitted_students
 
 # Colours of a submission's status (the run-time bars) and of a cell's score (the exercise bars).
@@ -75,7 +76,7 @@ def read_class(cd, assignment):
         try:
             master = gb.find_assignment(assignment)
         except MissingEntry:
-            raise SystemExit(f"the gradebook {cd.db_url} has no assignment {assignment!r}: "
+            raise GraderError(f"the gradebook {cd.db_url} has no assignment {assignment!r}: "
                              f"run `python -m grader autograde {assignment}` first") from None
         cells = [{"notebook": nb.name, "name": cell.name, "max_score": cell.max_score, "written": cell.cell_type != "code"}
                  for nb in master.notebooks for cell in nb.grade_cells + nb.task_cells]

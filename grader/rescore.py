@@ -22,8 +22,9 @@ def clean_checks(job, scratch):
     cells = sorted(grade_ids({n: d for n, d in job["files"].items() if n.startswith("source/")}) - {None})
     if not any(check.cell in cells for check in checks_of(job["assignment"]).values()):
         return []
-    run = {"scratch": scratch, "kind": "score", "log": "clean.log", "assignment": job["assignment"], "cells": cells,
-           "baselines": job.get("baselines"), "data_dir": job.get("data_dir"), "isolate_network": True}
+    run = {"scratch": scratch, "kind": "score", "log": "clean.log", "entry": "grader.clean:score_submission",
+           "kwargs": {"assignment": job["assignment"], "without": job.get("baselines"), "cells": cells},
+           "result": "clean.json", "data_dir": job.get("data_dir"), "isolate_network": True}
     with sandbox.zygote() as helper:
         exitcode, killed, _ = helper.run(run, job["timeout"], job["memory"])
     results = read_json(Path(scratch, "grader", "clean.json"))

@@ -14,8 +14,10 @@ grading process (a Dask worker) keeps a small *zygote*: a helper process that im
      scratch courses covered, and with no capabilities left (so it cannot undo any of this);
   5. runs `nbgrader autograde ASSIGNMENT --student STUDENT` in the scratch course, in-process.
 
-A score job (grader/clean.py: re-measure the handed-in models) gets steps 1-3 and gives up all its
-capabilities too; it never runs student code, only loads the models as data.
+A score job calls the function its "entry" names ("module:function", e.g. grader.clean's
+score_submission, which re-measures the handed-in models) on the hand-in folder, and saves what it
+returns as JSON; this module imports no scorer. It gets steps 1-3 and gives up all its capabilities
+too; it never runs student code, only loads the models as data.
 
 The worker watches the child from outside (`Zygote.run`): the memory (PSS) of its whole process
 tree (nbgrader and the student's kernel) and the CPU time it used, with the wall time only as a
@@ -30,6 +32,7 @@ such a submission once, alone, before it records the 0 (grader/autograde.py).
 import contextlib
 import ctypes
 import fcntl
+import importlib
 import json
 import os
 import re
@@ -218,13 +221,12 @@ def run_job(job):
     """In the forked child: sandbox this process, then run nbgrader (or the clean scoring). Returns an exit code."""
     done = prepare(job)
     scratch = job["scratch"]
-    if job.get("kind") == "score":
+    if job.get("kind") == "score":  # a function named by the job, on the hand-in folder; its result as JSON
         Path(scratch, "grader", "sandbox-score.json").write_text(json.dumps(done))
-        from grader import clean
-
-        results = clean.score_submission(os.path.join(scratch, "hand-in"), job["assignment"], job.get("baselines"),
-                                         job.get("cells"))
-        Path(scratch, "grader", "clean.json").write_text(json.dumps(results))
+        module, name = job["entry"].split(":")
+        function = getattr(importlib.import_module(module), name)
+        results = function(os.path.join(scratch, "hand-in"), **job.get("kwargs", {}))
+        Path(scratch, "grader", job.get("result", "result.json")).write_text(json.dumps(results))
         return 0
 
     os.makedirs(os.path.join(scratch, "hand-in"), exist_ok=True)

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "grader"))
 import toycourse  # noqa: E402
 from hosts import host_address  # noqa: E402
 
-from grader import autograde, collect, export  # noqa: E402
+from grader import GraderError, autograde, collect, export  # noqa: E402
 from grader.build import tool_env  # noqa: E402
 
 pytestmark = pytest.mark.timeout(600)
@@ -239,5 +239,5 @@ def test_collect_lms_zip_with_nbgrader_conventions(tmp_path):
     assert sorted(p.name for p in (course / "submitted").iterdir()) == ["ann", "ben", "eve"]
     assert (course / "submitted" / "ben" / A / "toy.ipynb").read_bytes() == notebook
     assert any("README.txt" in p for p in problems) and any("renamed to toy.ipynb" in p for p in problems)
-    with pytest.raises(SystemExit, match="--assignment"):
+    with pytest.raises(GraderError, match="--assignment"):
         collect.collect(archive, course)

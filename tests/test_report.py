@@ -17,6 +17,7 @@ import nbformat
 import pytest
 from nbgrader.api import Gradebook
 
+from grader import GraderError
 from grader.report import report
 
 # nbgrader's own session use (add_submission) makes SQLAlchemy warn; the coordinator ignores them too.
@@ -133,9 +134,13 @@ def test_report_shows_the_class(course):
     assert 'src="http' not in page and "<link" not in page
 
 
-def test_report_without_the_assignment_says_what_to_do(course):
-    with pytest.raises(SystemExit, match="grader autograde ps9"):
+def test_report_without_the_assignment_says_what_to_do(course, capsys):
+    with pytest.raises(GraderError, match="grader autograde ps9"):  # the library raises ...
         report("ps9", course=str(course))
+    from grader.__main__ import main
+
+    with pytest.raises(SystemExit, match="grader autograde ps9"):  # ... and only the command line exits
+        main(["report", "ps9", "--course", str(course)])
 
 
 def test_one_agreement_rule_for_grader_and_report():
