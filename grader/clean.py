@@ -179,8 +179,11 @@ def score_check(folder, assignment, name, check, without=None):
             result["flag"] = "; ".join(flags) or None
             return result
 
-    unit = "points" if check.kind == "gain" else ""
-    shown = (lambda v: f"{v * 100:+.1f} points") if unit else (lambda v: f"{v:.1%}")
+    from grader.result_block import figure
+
+    def shown(value):
+        return figure(value, check.kind)
+
     result["passed"] = result["clean"] >= result["threshold"]
     if not result["passed"]:
         result["reason"] = f"the grader measured {shown(result['clean'])}, below the threshold {shown(result['threshold'])}"

@@ -42,7 +42,8 @@ from grader.course import course_directory, read_record, submitted_students
 # Colours of a submission's status (the run-time bars) and of a cell's score (the exercise bars).
 STATUS_COLOURS = {"graded": "#4c72b0", "flagged": "#dd8452", "failed": "#c44e52", "not graded": "#999999"}
 SCORE_COLOURS = {"full": "#55a868", "partial": "#e6b84a", "zero": "#c44e52", "waiting": "#bbbbbb"}
-# Claimed and clean figures closer than this (a fraction: 0.005 = half a percentage point) agree.
+
+
 def report(assignment, course=".", db=None, to="reports"):
     """Write the class report of `assignment` to <course>/<to>/<assignment>.html; returns its path."""
     cd, _ = course_directory(course, db)
@@ -276,8 +277,8 @@ def flagged(klass):
         record = row["record"] or {}
         if not record.get("flags"):
             continue
-        differ = [f"{c['name']}: claimed {percent(c.get('claimed'))}, clean {percent(c.get('clean'))}, "
-                  f"threshold {percent(c.get('threshold'))}" for c in record.get("checks") or [] if disagree(c)]
+        differ = [f"{c['name']}: claimed {shown(c, 'claimed')}, clean {shown(c, 'clean')}, threshold {shown(c, 'threshold')}"
+                  for c in record.get("checks") or [] if disagree(c)]
         rows.append([student, list(record["flags"]), differ or ["(none)"]])
     if not rows:
         return section("flagged", "Flagged submissions", "<p>No submission was flagged.</p>")
@@ -322,8 +323,11 @@ def number(value):
     return "—" if value is None else f"{value:g}"
 
 
-def percent(value):
-    return "—" if value is None else f"{value:.1%}"
+def shown(check, key):
+    """One figure of a check, as the feedback page shows it: an accuracy in percent, a gain in signed points."""
+    from grader.result_block import figure
+
+    return "—" if check.get(key) is None else figure(check[key], check.get("kind") or "accuracy")
 
 
 STYLE = """

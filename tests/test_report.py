@@ -152,3 +152,5 @@ def test_one_agreement_rule_for_grader_and_report():
     assert clean.agree(gain) and not report.disagree(gain)
     assert not clean.agree(accuracy) and report.disagree(accuracy)
     assert report.disagree({"kind": "accuracy", "claimed": 0.9, "clean": None})
+    # and one way of writing each kind of figure
+    assert report.shown(gain, "claimed") == "+4.0 points" and report.shown(accuracy, "clean") == "94.0%"
