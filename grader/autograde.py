@@ -73,7 +73,8 @@ def plan(cd, assignment, students=None, force=False, **settings):
     jobs, skipped = [], {}
     for student in wanted:
         submitted = Path(cd.format_path(cd.submitted_directory, student, assignment))
-        files = files_under(submitted)
+        refused = []
+        files = files_under(submitted, refused)
         digest = fingerprint(files, source_files)
         previous = read_record(cd, assignment, student)
         if not force and previous and previous.get("hash") == digest:
@@ -83,7 +84,7 @@ def plan(cd, assignment, students=None, force=False, **settings):
         payload.update({str(source.relative_to(root) / name): data for name, data in source_files.items()})
         if config_file.exists():
             payload["nbgrader_config.py"] = config_file.read_bytes()
-        jobs.append(dict(settings, assignment=assignment, student=student, hash=digest, files=payload,
+        jobs.append(dict(settings, assignment=assignment, student=student, hash=digest, files=payload, refused=refused,
                          course_id=cd.course_id,
                          autograded=str(Path(cd.format_path(cd.autograded_directory, student, assignment)).relative_to(root))))
     return jobs, skipped

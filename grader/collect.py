@@ -8,14 +8,21 @@ SOURCE is either
 
 nbgrader's own plugins do the LMS part (ExtractorPlugin unpacks, FileNameCollectorPlugin reads the
 names). Problems are reported and skipped, never fatal: a notebook with the wrong name is renamed
-when that is unambiguous (one notebook submitted, one expected), empty folders are listed, and of
-two submissions for the same student (e.g. `Alice/` and `alice/`, or a file uploaded twice) the
-newest is kept.
+when that is unambiguous (one notebook submitted, one expected), empty folders are listed, and of a
+file uploaded twice the newest is kept.
+
+Identity comes from the outer structure only (the folder name, or the LMS archive's entry): a file
+inside a student's own upload can never name another student. Ids that collide once case, spaces
+and Unicode are ignored (`Alice/` and `alice/`) are refused, both, with a report naming them; ids
+that are not a plain name (`..`, a path) are refused. Links, special and oversize files are refused,
+never followed; an archive entry that leaves the archive costs that entry only. The temporary folder
+is always removed.
 """
 
 import os
 import shutil
 import tempfile
+import unicodedata
 from collections import defaultdict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -34,42 +41,129 @@ def expected_notebooks(cd, assignment):
 
 
 def from_folder(folder):
-    """[(student, assignment, file path, name in the submission, timestamp or None)] and problems."""
+    """[(student, assignment, file path, name in the submission, timestamp or None)] and problems.
+
+    The student is the outer folder's name. Links and special files are refused, never followed."""
+    from grader.course import files_under
+
     entries, problems = [], []
-    for student in sorted(p for p in Path(folder).iterdir() if p.is_dir() and not p.name.startswith(".")):
-        assignments = [p for p in sorted(student.iterdir()) if p.is_dir() and not p.name.startswith(".")]
+    for student in sorted(p for p in Path(folder).iterdir() if not p.name.startswith(".")):
+        if student.is_symlink() or not student.is_dir():
+            problems.append(f"skipped {student}: not a folder <student>/ (links are never followed)")
+            continue
+        assignments = [p for p in sorted(student.iterdir()) if not p.name.startswith(".")]
         if not assignments:
             problems.append(f"empty folder: {student} (no <assignment>/ folder inside)")
         for assignment in assignments:
-            files = [p for p in sorted(assignment.rglob("*")) if p.is_file() and ".ipynb_checkpoints" not in p.parts]
-            if not files:
+            if assignment.is_symlink() or not assignment.is_dir():
+                problems.append(f"skipped {assignment}: not a folder <assignment>/ (links are never followed)")
+                continue
+            refused = []
+            files = [name for name in files_under(assignment, refused) if ".ipynb_checkpoints" not in Path(name).parts]
+            problems += [f"skipped {assignment / why}" for why in refused]
+            if not files and not refused:
                 problems.append(f"empty folder: {assignment}")
-            for path in files:
-                entries.append((student.name, assignment.name, path, str(path.relative_to(assignment)), None))
+            for name in files:
+                entries.append((student.name, assignment.name, assignment / name, name, None))
     return entries, problems
 
 
+MAX_DEPTH = 3  # an LMS zip holds each student's upload, which may be a zip of zips: no deeper
+
+
 def from_zip(archive, assignment, regexp):
-    """The same, from an LMS zip, with nbgrader's zip_collect plugins. Extracts into a temp folder."""
-    from nbgrader.plugins.zipcollect import ExtractorPlugin, FileNameCollectorPlugin
+    """The same, from an LMS zip. Each top-level entry's name says whose it is (matched by `regexp`, as
+    nbgrader's FileNameCollectorPlugin does); the files inside a student's own uploaded zip are that
+    student's, whatever their names say. Unsafe entries (paths leaving the archive, links, oversize
+    files, broken zips) cost only that entry or that student's upload, with the reason.
+    Extracts into a temporary folder, returned for the caller to remove."""
+    import io
+    import re
+    import stat
+    import zipfile
+
+    from nbgrader.plugins.zipcollect import FileNameCollectorPlugin
     from nbgrader.utils import parse_utc
 
-    scratch = tempfile.mkdtemp(prefix="grader-collect-")
-    downloaded = Path(scratch, "archive")
-    downloaded.mkdir()
-    shutil.copy(archive, downloaded)
-    ExtractorPlugin().extract(str(downloaded), str(Path(scratch, "extracted")))
+    from grader.course import MAX_FILE
+
     collector = FileNameCollectorPlugin(named_regexp=regexp)
+    scratch = tempfile.mkdtemp(prefix="grader-collect-")
     entries, problems = [], []
-    for path in sorted(p for p in Path(scratch, "extracted").rglob("*") if p.is_file()):
-        info = collector.collect(str(path))
-        if not info:
-            problems.append(f"skipped {path.relative_to(Path(scratch, 'extracted'))}: its name does not match "
-                            f"the collector's regular expression {regexp!r} (or it is not a notebook)")
-            continue
-        timestamp = parse_utc(info["timestamp"]) if info.get("timestamp") else None
-        entries.append((info["student_id"], assignment, path, info["file_id"], timestamp))
+
+    def whose(name):
+        found = re.match(regexp, "/" + name)
+        return found.groupdict() if found else None
+
+    def walk(zip_file, where, owner, depth):
+        for info in zip_file.infolist():
+            name, shown = info.filename, where + info.filename
+            if info.is_dir():
+                continue
+            parts = name.replace("\\", "/").split("/")
+            if name.startswith("/") or "\\" in name or ".." in parts or ":" in parts[0]:
+                problems.append(f"skipped {shown}: a path that leaves the archive")
+                continue
+            if stat.S_ISLNK(info.external_attr >> 16):
+                problems.append(f"skipped {shown}: a link (never followed)")
+                continue
+            if info.file_size > MAX_FILE:
+                problems.append(f"skipped {shown}: {info.file_size / 2**20:,.0f} MiB, over {MAX_FILE // 2**20} MiB")
+                continue
+            base = parts[-1]
+            claimed = whose(name if owner is None else base)
+            if owner is not None and claimed and student_key(claimed["student_id"]) != student_key(owner):
+                problems.append(f"skipped {shown}: a file inside {owner}'s upload names another student "
+                                f"({claimed['student_id']}); a student's files are filed under their own name only")
+                continue
+            student = owner if owner is not None else (claimed or {}).get("student_id")
+            if base.endswith(".zip"):
+                if student is None or depth >= MAX_DEPTH:
+                    problems.append(f"skipped {shown}: " + ("its name does not say whose it is" if student is None
+                                                            else f"zips nested more than {MAX_DEPTH} deep"))
+                    continue
+                try:
+                    with zipfile.ZipFile(io.BytesIO(zip_file.read(info))) as inner:
+                        walk(inner, shown + "/", student, depth + 1)
+                except (zipfile.BadZipFile, OSError, ValueError, RuntimeError) as error:
+                    problems.append(f"skipped {shown}: not a readable zip ({type(error).__name__}: {str(error)[:100]})")
+                continue
+            path = Path(scratch, f"{len(entries)}-{base}")
+            path.write_bytes(zip_file.read(info))
+            info_ = collector.collect(str(Path(scratch, name if owner is None else base)))
+            if owner is None and not info_:
+                problems.append(f"skipped {shown}: its name does not match the collector's regular expression "
+                                f"{regexp!r} (or it is not a notebook)")
+                continue
+            if owner is not None and not base.endswith(".ipynb"):
+                problems.append(f"skipped {shown}: not a notebook")
+                continue
+            file_id = info_["file_id"] if info_ else base
+            timestamp = parse_utc(info_["timestamp"]) if info_ and info_.get("timestamp") else None
+            entries.append((student, assignment, path, file_id, timestamp))
+
+    try:
+        with zipfile.ZipFile(archive) as top:
+            walk(top, "", None, 0)
+    except zipfile.BadZipFile as error:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise GraderError(f"{archive}: not a zip file ({error}); download the LMS archive again") from None
     return entries, problems, scratch
+
+
+def student_key(raw):
+    """The student id as compared: Unicode-normalised, spaces at the ends dropped, case ignored."""
+    return unicodedata.normalize("NFKC", raw).strip().casefold()
+
+
+def bad_id(raw):
+    """Why a student id cannot be a folder name in the course (empty, `.`/`..`, a path), or None."""
+    cleaned = unicodedata.normalize("NFC", raw).strip()
+    if not cleaned or cleaned in (".", "..") or cleaned.startswith("."):
+        return "empty, or starts with a dot"
+    if any(c in cleaned for c in "/\\\0") or any(ord(c) < 32 for c in cleaned):
+        return "holds a path separator or a control character"
+    return None
 
 
 def collect(source, course=".", assignment=None, regexp=None):
@@ -89,24 +183,51 @@ def collect(source, course=".", assignment=None, regexp=None):
     else:
         raise GraderError(f"{source}: not a folder of <student>/<assignment>/ nor a .zip file")
 
+    try:
+        collected = file_away(cd, entries, problems)
+    finally:
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+    for problem in problems:
+        print(f"NOTE {problem}")
+    print(f"collected {collected} submission(s) into {os.path.relpath(cd.format_path(cd.submitted_directory, '.', '.'))}/")
+    return problems
+
+
+def file_away(cd, entries, problems):
+    """Copy each student's newest files into submitted/<student>/<assignment>/; returns how many submissions.
+
+    The student id is the outer name (folder, or LMS entry), spaces at the ends dropped. Two outer names
+    that are the same student once case, spaces and Unicode are ignored (`Carol/` and `carol/`) are
+    refused, both, with a report naming them: filing one's work under the other's name is worse than
+    asking. So are ids that cannot be a folder name (`..`, a path)."""
     sources = Path(cd.root, cd.source_directory)
     known = {p.name for p in sources.iterdir() if p.is_dir()} if sources.is_dir() else set()
-    # Group by (student, assignment); a student id that differs only in case or spaces is the same student.
-    groups = defaultdict(list)
+    groups, spellings = defaultdict(list), defaultdict(set)
     for student, name, path, file_id, timestamp in entries:
         if name not in known:
             problems.append(f"skipped {path}: no assignment {name!r} in the course ({', '.join(sorted(known))})")
             continue
-        groups[(student.strip().lower(), name)].append((student.strip(), path, file_id, timestamp))
+        why = bad_id(student)
+        if why:
+            problems.append(f"skipped {path}: the student id {student!r} {why}")
+            continue
+        groups[(student_key(student), name)].append((student, path, file_id, timestamp))
+        spellings[student_key(student)].add(student)
 
     collected = 0
     for (key, name), files in sorted(groups.items()):
-        spellings = sorted({f[0] for f in files})
-        student = spellings[0]
-        if len(spellings) > 1:
-            problems.append(f"duplicate student {' / '.join(spellings)} for {name}: kept the newest files as {student!r}")
+        if len(spellings[key]) > 1:
+            names = " and ".join(repr(s) for s in sorted(spellings[key]))
+            problems.append(f"refused {name} of {names}: the same student id once case, spaces and Unicode are "
+                            "ignored; neither was collected. Rename one (it is two students) or merge them, and collect again")
+            continue
+        student = unicodedata.normalize("NFC", files[0][0]).strip()
         chosen = {}  # file name -> newest (time, path)
         for _, path, file_id, timestamp in files:
+            if Path(file_id).is_absolute() or ".." in Path(file_id).parts:
+                problems.append(f"skipped {file_id!r} from {student} for {name}: a file name that leaves the folder")
+                continue
             when = timestamp or datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
             if file_id in chosen:
                 problems.append(f"duplicate file {file_id} from {student} for {name}: kept the newest")
@@ -136,9 +257,4 @@ def collect(source, course=".", assignment=None, regexp=None):
         if stamps:  # nbgrader reads the submission time from timestamp.txt
             Path(target, "timestamp.txt").write_text(max(stamps).isoformat())
         collected += 1
-    if scratch:
-        shutil.rmtree(scratch, ignore_errors=True)
-    for problem in problems:
-        print(f"NOTE {problem}")
-    print(f"collected {collected} submission(s) into {os.path.relpath(cd.format_path(cd.submitted_directory, '.', '.'))}/")
-    return problems
+    return collected

@@ -53,11 +53,45 @@ def submitted_students(cd, assignment):
     return sorted(p.relative_to(root).parts[depth] for p in root.glob(str(pattern)) if p.is_dir())
 
 
-def files_under(folder):
-    """{relative path: bytes} of the files under `folder` (hidden files and checkpoints skipped)."""
-    folder = Path(folder)
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)}
+MAX_FILE = 100 * 2**20  # bytes: a submitted file larger than this (or a sparse file claiming to be) is refused
+
+
+def files_under(folder, refused=None):
+    """{relative path: bytes} of the regular files under `folder` (hidden files and checkpoints skipped).
+
+    Never follows a link: links, special files (pipes, devices) and files over MAX_FILE are left out,
+    and, with a list as `refused`, each is added to it as "path: why"."""
+    folder, files = Path(folder), {}
+    for root, dirs, names in os.walk(folder):  # os.walk does not enter linked folders
+        here = Path(root)
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(names) + [d for d in dirs if (here / d).is_symlink()]:
+            path = here / name
+            relative = str(path.relative_to(folder))
+            if name.startswith(".") and not path.is_symlink():
+                continue
+            why = problem_with(path)
+            if why:
+                refused.append(f"{relative}: {why}") if refused is not None else None
+            elif not path.is_dir():
+                files[relative] = path.read_bytes()
+    return dict(sorted(files.items()))
+
+
+def problem_with(path):
+    """Why a submitted file is refused (a link, not a regular file, too large), or None."""
+    import stat
+
+    info = os.lstat(path)
+    if stat.S_ISLNK(info.st_mode):
+        return "a link (the grader never follows a student's links): submit the file itself"
+    if stat.S_ISDIR(info.st_mode):
+        return None
+    if not stat.S_ISREG(info.st_mode):
+        return "not a regular file (a pipe, socket or device)"
+    if info.st_size > MAX_FILE:
+        return f"{info.st_size / 2**20:,.0f} MiB, over the {MAX_FILE // 2**20} MiB a submitted file may have"
+    return None
 
 
 def fingerprint(*file_sets):

@@ -17,6 +17,8 @@ def check_notebooks(job):
     Duplicated cell ids are renumbered (the notebook format forbids them; JupyterLab never makes them).
     """
     files, problems, notes = dict(job["files"]), [], {}
+    for refused in job.get("refused", []):  # links, special and oversize files: never copied (grader/course.py)
+        notes[f"refused:{refused.split(':', 1)[0]}"] = f"not graded: {refused}"
     submitted = {Path(name).name: name for name in files if name.startswith("submitted/") and name.endswith(".ipynb")}
     masters = {Path(name).name: name for name in files if name.startswith("source/") and name.endswith(".ipynb")}
     missing = sorted(set(masters) - set(submitted))

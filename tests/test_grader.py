@@ -214,10 +214,11 @@ def test_collect_folder_reports_problems(tmp_path, capsys):
         (inbox / path).write_bytes(data)
     (inbox / "dan" / "toy").mkdir(parents=True)
     problems = collect.collect(inbox, course)
-    assert sorted(p.name for p in (course / "submitted").iterdir()) == ["Ada", "bob"]
+    assert sorted(p.name for p in (course / "submitted").iterdir()) == ["bob"]  # Ada / ada: neither, with a report
     assert (course / "submitted" / "bob" / A / "toy.ipynb").exists()
     text = "\n".join(problems)
-    assert "duplicate student Ada / ada" in text and "misnamed notebook bob/toy/Copy of toy.ipynb: renamed" in text
+    assert "refused toy of 'Ada' and 'ada': the same student id" in text
+    assert "misnamed notebook bob/toy/Copy of toy.ipynb: renamed" in text
     assert "empty folder" in text and "dan" in text and "no assignment 'other'" in text
     assert "NOTE" in capsys.readouterr().out
 
@@ -241,3 +242,75 @@ def test_collect_lms_zip_with_nbgrader_conventions(tmp_path):
     assert any("README.txt" in p for p in problems) and any("renamed to toy.ipynb" in p for p in problems)
     with pytest.raises(GraderError, match="--assignment"):
         collect.collect(archive, course)
+
+
+def test_collect_takes_identity_from_the_outer_structure_and_refuses_what_is_unsafe(tmp_path):
+    """A file in one student's upload naming another, colliding ids, `..`, paths leaving the archive,
+    links and special files: each is refused with a reason, costs only its own student, and the
+    temporary folder is removed."""
+    import tempfile
+
+    course = toycourse.make_course(tmp_path / "course")
+    notebook = toycourse.submit(course, "x").read_bytes()
+    shutil.rmtree(course / "submitted")
+    toycourse.submit(course, "victim")  # graded before: must stay as it is
+    victim = (course / "submitted" / "victim" / A / "toy.ipynb").read_bytes()
+    upload = tmp_path / "mallory_upload.zip"
+    with zipfile.ZipFile(upload, "w") as z:
+        z.writestr("victim_toy.ipynb", b"{}")  # names another student: refused
+        z.writestr("mallory_toy.ipynb", notebook)
+    archive = tmp_path / "lms.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.write(upload, upload.name)
+        z.writestr("../escape_toy.ipynb", notebook)  # leaves the archive
+        z.writestr("Carol_toy.ipynb", notebook)
+        z.writestr("carol_toy.ipynb", notebook)  # the same student id as Carol once case is ignored
+        z.writestr("dave_toy.ipynb", notebook)
+        z.writestr("broken_upload.zip", b"not a zip")
+    before = set(Path(tempfile.gettempdir()).glob("grader-collect-*"))
+    problems = "\n".join(collect.collect(archive, course, assignment=A))
+    assert set(Path(tempfile.gettempdir()).glob("grader-collect-*")) == before, "the temporary folder is removed"
+    assert sorted(p.name for p in (course / "submitted").iterdir()) == ["dave", "mallory", "victim"]
+    assert (course / "submitted" / "victim" / A / "toy.ipynb").read_bytes() == victim
+    assert (course / "submitted" / "mallory" / A / "toy.ipynb").read_bytes() == notebook
+    assert "inside mallory's upload names another student (victim)" in problems
+    assert "../escape_toy.ipynb: a path that leaves the archive" in problems
+    assert "refused toy of 'Carol' and 'carol'" in problems
+    assert "broken_upload.zip: not a readable zip" in problems
+
+    # A shared folder: a link to the course's master notebook, a pipe, and a student id `..`-like.
+    inbox = tmp_path / "inbox"
+    (inbox / "erin" / A).mkdir(parents=True)
+    (inbox / "erin" / A / "toy.ipynb").symlink_to(course / "source" / A / "toy.ipynb")
+    (inbox / "fay" / A).mkdir(parents=True)
+    (inbox / "fay" / A / "toy.ipynb").write_bytes(notebook)
+    os.mkfifo(inbox / "fay" / A / "notes.txt")
+    (inbox / "gus" / A).mkdir(parents=True)
+    (inbox / "gus" / A / "toy.ipynb").write_bytes(notebook)
+    (inbox / "gus " / A).mkdir(parents=True)  # "gus " and "gus": which is which? refused, both
+    (inbox / "gus " / A / "toy.ipynb").write_bytes(notebook)
+    problems = "\n".join(collect.collect(inbox, course))
+    assert not (course / "submitted" / "erin").exists(), "a link is never followed"
+    assert "erin/toy/toy.ipynb: a link" in problems
+    assert (course / "submitted" / "fay" / A / "toy.ipynb").exists() and not (course / "submitted" / "fay" / A / "notes.txt").exists()
+    assert "notes.txt: not a regular file" in problems
+    assert not (course / "submitted" / "gus").exists() and "refused toy of 'gus' and 'gus '" in problems
+    assert collect.bad_id("..") and collect.bad_id("a/b") and collect.bad_id(".hidden") and not collect.bad_id("José")
+    assert collect.student_key("Jos\u00e9 ") == collect.student_key("JOSE\u0301")  # one person, two spellings
+
+
+def test_links_in_submitted_are_refused_before_grading(tmp_path):
+    """A link placed in submitted/ by hand is still never read: the grader's own file reader refuses it."""
+    from grader.course import files_under
+
+    folder = tmp_path / "submitted"
+    folder.mkdir()
+    (folder / "toy.ipynb").write_text("{}")
+    (folder / "master.ipynb").symlink_to(tmp_path / "elsewhere.ipynb")
+    (tmp_path / "elsewhere.ipynb").write_text("the hidden tests")
+    (folder / "linked-dir").symlink_to(tmp_path)
+    with open(folder / "sparse.bin", "wb") as handle:  # a 1 GiB sparse file: no disk used, still refused
+        handle.truncate(2**30)
+    refused = []
+    assert list(files_under(folder, refused)) == ["toy.ipynb"]
+    assert sorted(r.split(":")[0] for r in refused) == ["linked-dir", "master.ipynb", "sparse.bin"]
