@@ -54,13 +54,14 @@ def submitted_students(cd, assignment):
 
 
 MAX_FILE = 100 * 2**20  # bytes: a submitted file larger than this (or a sparse file claiming to be) is refused
+MAX_GRADED_NOTEBOOK = 800 * 2**20  # bytes: a graded notebook nbgrader wrote (its outputs are trimmed once read)
 
 
-def files_under(folder, refused=None):
+def files_under(folder, refused=None, notebooks_up_to=MAX_FILE):
     """{relative path: bytes} of the regular files under `folder` (hidden files and checkpoints skipped).
 
-    Never follows a link: links, special files (pipes, devices) and files over MAX_FILE are left out,
-    and, with a list as `refused`, each is added to it as "path: why"."""
+    Never follows a link: links, special files (pipes, devices) and files over MAX_FILE (notebooks: over
+    `notebooks_up_to`) are left out, and, with a list as `refused`, each is added to it as "path: why"."""
     folder, files = Path(folder), {}
     for root, dirs, names in os.walk(folder):  # os.walk does not enter linked folders
         here = Path(root)
@@ -70,7 +71,7 @@ def files_under(folder, refused=None):
             relative = str(path.relative_to(folder))
             if name.startswith(".") and not path.is_symlink():
                 continue
-            why = problem_with(path)
+            why = problem_with(path, notebooks_up_to if name.endswith(".ipynb") else MAX_FILE)
             if why:
                 refused.append(f"{relative}: {why}") if refused is not None else None
             elif not path.is_dir():
@@ -78,8 +79,8 @@ def files_under(folder, refused=None):
     return dict(sorted(files.items()))
 
 
-def problem_with(path):
-    """Why a submitted file is refused (a link, not a regular file, too large), or None."""
+def problem_with(path, limit=MAX_FILE):
+    """Why a submitted file is refused (a link, not a regular file, over `limit` bytes), or None."""
     import stat
 
     info = os.lstat(path)
@@ -89,8 +90,8 @@ def problem_with(path):
         return None
     if not stat.S_ISREG(info.st_mode):
         return "not a regular file (a pipe, socket or device)"
-    if info.st_size > MAX_FILE:
-        return f"{info.st_size / 2**20:,.0f} MiB, over the {MAX_FILE // 2**20} MiB a submitted file may have"
+    if info.st_size > limit:
+        return f"{info.st_size / 2**20:,.0f} MiB, over the {limit // 2**20} MiB a file may have here"
     return None
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import nbformat
 
 from grader import integrity, preflight, rescore, sandbox
-from grader.course import files_under
+from grader.course import MAX_GRADED_NOTEBOOK, files_under
 
 SCRATCH_ROOT = Path(tempfile.gettempdir(), "mnistlab-grader")  # every scratch course lives here (the jail hides the others)
 
@@ -75,7 +75,8 @@ def execute_isolated(job, files, scratch):
     log = read_text(Path(scratch, "grader", "nbgrader.log"))
     scores = read_json(Path(scratch, "grader", "scores.json")) if not killed else None
     autograded = Path(scratch, job["autograded"])
-    graded_files = trim_outputs(files_under(autograded)) if autograded.is_dir() and not killed else {}
+    graded = files_under(autograded, notebooks_up_to=MAX_GRADED_NOTEBOOK) if autograded.is_dir() and not killed else {}
+    graded_files = trim_outputs(graded)  # (links, special and oversize files the kernel made there are left out)
     report = read_json(Path(scratch, "grader", "sandbox.json")) or {}
     report.update(jail_status(log))
     return {"scores": scores, "files": graded_files, "errors": cell_errors(graded_files),

@@ -11,7 +11,8 @@ for the kernel only (nbgrader itself still needs to see everything):
   2. its own mount namespace, where the places it must not read are covered by empty, read-only file
      systems: the scratch course's gradebook, logs and source/ (the hidden tests), the real course
      folder (everyone's submissions and grades), the other scratch courses, and the course's source
-     and solutions in this checkout;
+     and solutions in this checkout; /proc/sys and /sys are read-only, and /dev/shm is its own,
+     size-limited, gone with the kernel;
   3. no capabilities left (so it cannot undo 1 or 2), then the real kernel (`ipykernel_launcher`) replaces
      this program.
 
@@ -62,6 +63,26 @@ def cover_all_but(parent, keep):
     os.close(held)
 
 
+SHM_SIZE = "256m"  # the kernel's private /dev/shm (PyTorch's shared-memory tensors, DataLoader workers)
+
+
+def kernel_settings_read_only():
+    """/proc/sys, /proc/sysrq-trigger and every file system under /sys read-only for the kernel: a process
+    with uid 0 may otherwise open them for writing without any capability (e.g. a pipe in
+    /proc/sys/kernel/core_pattern runs a program as the host's root on the next crash)."""
+    mount("/proc/sys", "/proc/sys", None, MS_BIND | MS_REC)
+    mount(None, "/proc/sys", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    if os.path.exists("/proc/sysrq-trigger"):
+        mount("/dev/null", "/proc/sysrq-trigger", None, MS_BIND)
+    points = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
+    for point in [p for p in points if p == "/sys" or p.startswith("/sys/")]:
+        try:
+            mount(None, point, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+        except OSError:  # a mount that refuses the remount (e.g. one a parent namespace locked) is covered
+            if point != "/sys":
+                cover(point)
+
+
 def jail(config):
     """Steps 1-3 of the module docstring, up to the exec. Returns what was done, in words."""
     from grader.sandbox import die_with_parent
@@ -79,6 +100,10 @@ def jail(config):
     die_with_parent()
     mount(None, "/", None, MS_REC | (1 << 18), None)  # MS_PRIVATE: nothing we do here leaks out
     mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)  # a /proc that shows only this namespace
+    kernel_settings_read_only()
+    # A /dev/shm of its own, size-limited: nothing written there outlives the kernel or reaches the host
+    # (a channel between submissions), and it holds at most SHM_SIZE.
+    mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, f"size={SHM_SIZE},mode=1777")
     for name in sorted(os.listdir(scratch)):
         if name not in config["keep"]:
             cover(os.path.join(scratch, name))
@@ -88,7 +113,8 @@ def jail(config):
         cover(path)
     drop_capabilities()
     return {"kernel": "jailed: own PID namespace; gradebook, source, logs, course folder and other "
-                      f"submissions hidden ({len(hidden)} more paths)"}
+                      f"submissions hidden ({len(hidden)} more paths); /proc/sys and /sys read-only; "
+                      f"a private /dev/shm of {SHM_SIZE}"}
 
 
 def main(argv):

@@ -301,6 +301,12 @@ def test_loop_in_solution_cell(graded):
     assert "twice" in r["cell_notes"]["train-model"]
 
 
+def test_kernel_settings_and_shared_memory_are_out_of_reach(graded):
+    """/proc/sys and /sys are read-only for the kernel; its /dev/shm is its own and gone with it."""
+    assert scores(graded, "kernel-settings")["test-add"] == 1.0, outputs(graded, "kernel-settings")[-1500:]
+    assert not list(Path("/dev/shm").glob(f"{graded.ctx.tag}-shm-marker")), "a file written to /dev/shm reached the host"
+
+
 def test_cpu_hog_next_to_honest_students(graded):
     """A submission that keeps three processes spinning (graded beside alice) is graded; the honest
     students keep every point (test_honest_students_keep_every_point), because a time limit hit on a
