@@ -11,8 +11,9 @@ for the kernel only (nbgrader itself still needs to see everything):
   2. its own mount namespace, where the places it must not read are covered by empty, read-only file
      systems: the scratch course's gradebook, logs and source/ (the hidden tests), the real course
      folder (everyone's submissions and grades), the other scratch courses, and the course's source
-     and solutions in this checkout; /proc/sys and /sys are read-only, and /dev/shm is its own,
-     size-limited, gone with the kernel;
+     and solutions in this checkout, /run (the host's service sockets: a UNIX socket in the file
+     system reaches past the network namespace); /proc/sys and /sys are read-only, and /dev/shm is
+     its own, size-limited, gone with the kernel;
   3. no capabilities left (so it cannot undo 1 or 2), then the real kernel (`ipykernel_launcher`) replaces
      this program.
 
@@ -63,6 +64,7 @@ def cover_all_but(parent, keep):
     os.close(held)
 
 
+SOCKET_FOLDERS = ("/run",)  # where the host's services keep their sockets (PostgreSQL, D-Bus, Docker; /var/run links here)
 SHM_SIZE = "256m"  # the kernel's private /dev/shm (PyTorch's shared-memory tensors, DataLoader workers)
 
 
@@ -111,10 +113,12 @@ def jail(config):
     hidden = [p for p in config.get("hide", []) if os.path.exists(p) and not scratch.startswith(os.path.abspath(p) + os.sep)]
     for path in hidden:
         cover(path)
+    for path in SOCKET_FOLDERS:  # a UNIX socket in the file system reaches past the network namespace
+        cover(path)
     drop_capabilities()
     return {"kernel": "jailed: own PID namespace; gradebook, source, logs, course folder and other "
                       f"submissions hidden ({len(hidden)} more paths); /proc/sys and /sys read-only; "
-                      f"a private /dev/shm of {SHM_SIZE}"}
+                      f"a private /dev/shm of {SHM_SIZE}; the host's sockets in {', '.join(SOCKET_FOLDERS)} hidden"}
 
 
 def main(argv):

@@ -105,8 +105,14 @@ def graded(tmp_path_factory, client):
     server = socket.create_server(("0.0.0.0", 0))  # what the network case must not reach
     server.setblocking(False)
     sleeper = subprocess.Popen(["sleep", "900"])  # a bystander process the killer case must not reach
+    tag = f"hx{os.getpid() % 1000}"
+    unix_socket = Path("/run" if os.access("/run", os.W_OK) else root, f"{tag}.sock")  # a host service's socket
+    unix_server = socket.socket(socket.AF_UNIX)
+    unix_server.bind(str(unix_socket))
+    unix_server.listen()
+    unix_server.setblocking(False)
     ctx = SimpleNamespace(course=course, victim=VICTIM, host=host_address(), port=server.getsockname()[1],
-                          marker=root / "unpickled-by-the-grader", tag=f"hx{os.getpid() % 1000}", sleeper=sleeper.pid)
+                          marker=root / "unpickled-by-the-grader", tag=tag, sleeper=sleeper.pid, unix_socket=unix_socket)
     try:
         tinycourse.submit(course, VICTIM, tinycourse.answered(tinycourse.student_version(course)))
         first = autograde.autograde_many([A], course, client=client, students=[VICTIM], **LIMITS)
@@ -123,11 +129,18 @@ def graded(tmp_path_factory, client):
             reached = True
         except BlockingIOError:
             reached = False
+        try:
+            unix_server.accept()[0].close()
+            unix_reached = True
+        except BlockingIOError:
+            unix_reached = False
         bystander_alive = sleeper.poll() is None
         alive = leftovers(ctx.tag)
         alive_names = sorted(p.info["name"] for p in alive)
     finally:
         server.close()
+        unix_server.close()
+        unix_socket.unlink(missing_ok=True)
         sleeper.kill()
         sleeper.wait()
         for process in leftovers(ctx.tag):  # started by our own submission: end them by pid, whatever the verdict
@@ -136,7 +149,7 @@ def graded(tmp_path_factory, client):
             except psutil.Error:
                 pass
     return SimpleNamespace(course=course, ctx=ctx, results={s: r for (_, s), r in results.items()},
-                           victim=victim, server_reached=reached, leftovers=alive_names,
+                           victim=victim, server_reached=reached, unix_reached=unix_reached, leftovers=alive_names,
                            bystander_alive=bystander_alive)
 
 
@@ -302,9 +315,11 @@ def test_loop_in_solution_cell(graded):
 
 
 def test_kernel_settings_and_shared_memory_are_out_of_reach(graded):
-    """/proc/sys and /sys are read-only for the kernel; its /dev/shm is its own and gone with it."""
+    """/proc/sys and /sys are read-only for the kernel; its /dev/shm is its own and gone with it; the host's
+    sockets in /run are out of reach."""
     assert scores(graded, "kernel-settings")["test-add"] == 1.0, outputs(graded, "kernel-settings")[-1500:]
     assert not list(Path("/dev/shm").glob(f"{graded.ctx.tag}-shm-marker")), "a file written to /dev/shm reached the host"
+    assert not graded.unix_reached, "the kernel connected to a UNIX socket of the host"
 
 
 def test_cpu_hog_next_to_honest_students(graded):

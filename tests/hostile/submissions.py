@@ -321,20 +321,23 @@ def stack_peek(nb, ctx):
 
 @case
 def kernel_settings(nb, ctx):
-    """Writes a file into /dev/shm (shared with the host: a channel to later submissions) and opens the
-    kernel's settings for writing (a pipe in /proc/sys/kernel/core_pattern would run as the host's root).
+    """Writes a file into /dev/shm (shared with the host: a channel to later submissions), opens the
+    kernel's settings for writing (a pipe in /proc/sys/kernel/core_pattern would run as the host's root)
+    and connects to a UNIX socket of the host in /run (as a PostgreSQL gradebook's would be).
     `add` is right only if every write was refused and /dev/shm is its own."""
     return answered(nb, train=None, add=ADD + "\n\n" + ATTEMPT + (
         "import os\n"
         f"attempt('shm', lambda: open('/dev/shm/{ctx.tag}-shm-marker', 'w').write('left for the next submission'))\n"
         "attempt('core_pattern', lambda: open('/proc/sys/kernel/core_pattern', 'w'))\n"
+        "import socket\n"
+        f"attempt('host socket', lambda: socket.socket(socket.AF_UNIX).connect({str(ctx.unix_socket)!r}))\n"
         "sys_files = [os.path.join(r, f) for r, _, fs in os.walk('/sys/kernel') for f in fs][:300]\n"
         "writable = [f for f in sys_files if os.access(f, os.W_OK)]\n"
         "attempts['sys writable'] = writable[:3]\n"
         "print(attempts)\n"
         "_add = add\n"
         "def add(a, b):\n"
-        "    ok = attempts['core_pattern'].startswith('refused') and not writable\n"
+        "    ok = attempts['core_pattern'].startswith('refused') and attempts['host socket'].startswith('refused') and not writable\n"
         "    return _add(a, b) if ok else 0"))
 
 
