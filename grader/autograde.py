@@ -171,10 +171,13 @@ def autograde_many(assignments, course=".", db=None, scheduler=None, workers=Non
         baselines[assignment] = clean.baselines(assignment)
     own_client, cluster = (client, None) if client else start_client(scheduler, workers)
     failures = []
+
+    def task(job):  # what a worker needs to grade `job`
+        return dict(job, template=templates[job["assignment"]], baselines=baselines[job["assignment"]])
+
     try:
         own_client.run(warm_up)
-        futures = [own_client.submit(grade_submission, dict(job, template=templates[job["assignment"]],
-                                                            baselines=baselines[job["assignment"]]), pure=False,
+        futures = [own_client.submit(grade_submission, task(job), pure=False,
                                      key=f"grade-{job['assignment']}-{job['student']}-{job['hash'][:12]}") for job in jobs]
         by_key = {f.key: job for f, job in zip(futures, jobs)}
         bar = tqdm(total=len(futures), desc=f"autograde {assignments[0] if len(assignments) == 1 else f'{len(assignments)} assignments'}", unit="submission",
@@ -191,8 +194,7 @@ def autograde_many(assignments, course=".", db=None, scheduler=None, workers=Non
             bar.update()
             bar.set_postfix(failed=len(failures))
         for job in again:  # one at a time: nothing else of this run shares the machine with it
-            future = own_client.submit(grade_submission, dict(job, template=templates[job["assignment"]],
-                                                              baselines=baselines[job["assignment"]]), pure=False)
+            future = own_client.submit(grade_submission, task(job), pure=False)
             done(cd, job, regraded(outcome(future, job)), results, failures)
             bar.update()
             bar.set_postfix(failed=len(failures))

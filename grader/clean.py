@@ -21,15 +21,6 @@ from pathlib import Path
 from grader.checks import checks_of
 
 TOLERANCE = {"accuracy": 0.005, "gain": 0.02}  # same model, same data: only float noise; "gain" retrains
-
-
-def agree(check):
-    """Whether the notebook's figure and the grader's agree within the check kind's TOLERANCE (one rule for
-    the grader's flags and the class report). A figure on one side only disagrees; none on both agrees."""
-    claimed, clean = check.get("claimed"), check.get("clean")
-    if claimed is None or clean is None:
-        return (claimed is None) == (clean is None)
-    return abs(claimed - clean) <= TOLERANCE.get(check.get("kind") or "accuracy", TOLERANCE["accuracy"])
 TEST_SET_MARGIN = 0.05  # test accuracy this far above the training images' accuracy: fit to the test set
 POOL_SIZE = 2000  # training images scored for that comparison (evenly spaced; enough to see 5 points)
 # A model that looks images up rather than recognising them. Measured (offline data; linear, 100-unit and
@@ -39,6 +30,15 @@ POOL_SIZE = 2000  # training images scored for that comparison (evenly spaced; e
 # scores 100%, far above every reference run: that is flagged for a human instead.
 SHIFT_MARGIN = 0.25  # accuracy lost on the test images moved by one pixel, beyond which the check fails
 ABOVE_REFERENCE = 0.05  # accuracy above the best reference run (thresholds.json), beyond which it is flagged
+
+
+def agree(check):
+    """Whether the notebook's figure and the grader's agree within the check kind's TOLERANCE (one rule for
+    the grader's flags and the class report). A figure on one side only disagrees; none on both agrees."""
+    claimed, clean = check.get("claimed"), check.get("clean")
+    if claimed is None or clean is None:
+        return (claimed is None) == (clean is None)
+    return abs(claimed - clean) <= TOLERANCE.get(check.get("kind") or "accuracy", TOLERANCE["accuracy"])
 
 
 def accuracy(run, ds, batch_size=500):
@@ -173,7 +173,8 @@ def score_check(folder, assignment, name, check, without=None):
                 if check.pool:
                     pool = every_nth(check.pool(), POOL_SIZE)
                     result["pool"] = statistics.mean(accuracy(m, pool) for m in models)
-                    result["shifted"] = statistics.mean(accuracy(m, shifted(test)) for m in models)
+                    moved = shifted(test)
+                    result["shifted"] = statistics.mean(accuracy(m, moved) for m in models)
         except Exception as error:  # a graph that does not run on the grader's data
             result["reason"] = f"the handed-in model does not run on the test images: {type(error).__name__}: {str(error)[:300]}"
             result["flag"] = "; ".join(flags) or None
@@ -181,7 +182,7 @@ def score_check(folder, assignment, name, check, without=None):
 
     from grader.result_block import figure
 
-    def shown(value):
+    def shown(value):  # an accuracy in percent, a gain in signed points
         return figure(value, check.kind)
 
     result["passed"] = result["clean"] >= result["threshold"]

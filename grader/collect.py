@@ -6,10 +6,11 @@ SOURCE is either
   name says whose it is, matched by `FileNameCollectorPlugin.named_regexp` (from the course's
   nbgrader_config.py, or --regexp), default `<student>_<notebook>.ipynb`. Pass --assignment.
 
-nbgrader's own plugins do the LMS part (ExtractorPlugin unpacks, FileNameCollectorPlugin reads the
-names). Problems are reported and skipped, never fatal: a notebook with the wrong name is renamed
-when that is unambiguous (one notebook submitted, one expected), empty folders are listed, and of a
-file uploaded twice the newest is kept.
+An LMS archive is read entry by entry with zipfile; each file name is matched with the regular
+expression the way nbgrader's FileNameCollectorPlugin does (its named groups student_id, file_id and
+optionally timestamp). Problems are reported and skipped, never fatal: a notebook with the wrong
+name is renamed when that is unambiguous (one notebook submitted, one expected), empty folders are
+listed, and of a file uploaded twice the newest is kept.
 
 Identity comes from the outer structure only (the folder name, or the LMS archive's entry): a file
 inside a student's own upload can never name another student. Ids that collide once case, spaces
@@ -28,7 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from grader import DEFAULT_REGEXP, GraderError
-from grader.course import course_directory
+from grader.course import MAX_FILE, course_directory, files_under
 
 
 def expected_notebooks(cd, assignment):
@@ -44,8 +45,6 @@ def from_folder(folder):
     """[(student, assignment, file path, name in the submission, timestamp or None)] and problems.
 
     The student is the outer folder's name. Links and special files are refused, never followed."""
-    from grader.course import files_under
-
     entries, problems = [], []
     for student in sorted(p for p in Path(folder).iterdir() if not p.name.startswith(".")):
         if student.is_symlink() or not student.is_dir():
@@ -82,18 +81,16 @@ def from_zip(archive, assignment, regexp):
     import stat
     import zipfile
 
-    from nbgrader.plugins.zipcollect import FileNameCollectorPlugin
     from nbgrader.utils import parse_utc
 
-    from grader.course import MAX_FILE
-
-    collector = FileNameCollectorPlugin(named_regexp=regexp)
     scratch = tempfile.mkdtemp(prefix="grader-collect-")
     entries, problems = [], []
 
     def whose(name):
+        """The regexp's groups for a file name (student_id, file_id, maybe timestamp), or None."""
         found = re.match(regexp, "/" + name)
-        return found.groupdict() if found else None
+        groups = found.groupdict() if found else {}
+        return groups if groups.get("student_id") and groups.get("file_id") else None
 
     def walk(zip_file, where, owner, depth):
         for info in zip_file.infolist():
@@ -128,18 +125,14 @@ def from_zip(archive, assignment, regexp):
                 except (zipfile.BadZipFile, OSError, ValueError, RuntimeError) as error:
                     problems.append(f"skipped {shown}: not a readable zip ({type(error).__name__}: {str(error)[:100]})")
                 continue
+            if student is None or not base.endswith(".ipynb"):
+                problems.append(f"skipped {shown}: " + ("not a notebook" if student is not None else
+                                f"its name does not match the collector's regular expression {regexp!r}"))
+                continue
             path = Path(scratch, f"{len(entries)}-{base}")
             path.write_bytes(zip_file.read(info))
-            info_ = collector.collect(str(Path(scratch, name if owner is None else base)))
-            if owner is None and not info_:
-                problems.append(f"skipped {shown}: its name does not match the collector's regular expression "
-                                f"{regexp!r} (or it is not a notebook)")
-                continue
-            if owner is not None and not base.endswith(".ipynb"):
-                problems.append(f"skipped {shown}: not a notebook")
-                continue
-            file_id = info_["file_id"] if info_ else base
-            timestamp = parse_utc(info_["timestamp"]) if info_ and info_.get("timestamp") else None
+            file_id = claimed["file_id"] if claimed else base
+            timestamp = parse_utc(claimed["timestamp"]) if claimed and claimed.get("timestamp") else None
             entries.append((student, assignment, path, file_id, timestamp))
 
     try:

@@ -72,9 +72,9 @@ def files_under(folder, refused=None, notebooks_up_to=MAX_FILE):
             if name.startswith(".") and not path.is_symlink():
                 continue
             why = problem_with(path, notebooks_up_to if name.endswith(".ipynb") else MAX_FILE)
-            if why:
-                refused.append(f"{relative}: {why}") if refused is not None else None
-            elif not path.is_dir():
+            if why and refused is not None:
+                refused.append(f"{relative}: {why}")
+            elif not why and not path.is_dir():
                 files[relative] = path.read_bytes()
     return dict(sorted(files.items()))
 

@@ -31,7 +31,8 @@ import signal
 import sys
 from pathlib import Path
 
-from grader.sandbox import CLONE_NEWNS, MS_BIND, MS_NODEV, MS_NOSUID, MS_RDONLY, MS_REC, MS_REMOUNT, drop_capabilities, libc_call
+from grader.sandbox import (CLONE_NEWNS, MS_BIND, MS_NODEV, MS_NOSUID, MS_RDONLY, MS_REC, MS_REMOUNT, drop_capabilities,
+                            libc_call, mount_points)
 
 CLONE_NEWPID = 0x20000000
 MS_NOEXEC = 8
@@ -76,8 +77,7 @@ def kernel_settings_read_only():
     mount(None, "/proc/sys", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
     if os.path.exists("/proc/sysrq-trigger"):
         mount("/dev/null", "/proc/sysrq-trigger", None, MS_BIND)
-    points = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
-    for point in [p for p in points if p == "/sys" or p.startswith("/sys/")]:
+    for point in [p for p, _ in mount_points() if p == "/sys" or p.startswith("/sys/")]:
         try:
             mount(None, point, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
         except OSError:  # a mount that refuses the remount (e.g. one a parent namespace locked) is covered

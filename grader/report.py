@@ -38,6 +38,7 @@ from matplotlib.figure import Figure
 
 from grader import GraderError
 from grader.course import course_directory, read_record, submitted_students
+from grader.result_block import figure
 
 # Colours of a submission's status (the run-time bars) and of a cell's score (the exercise bars).
 STATUS_COLOURS = {"graded": "#4c72b0", "flagged": "#dd8452", "failed": "#c44e52", "not graded": "#999999"}
@@ -325,8 +326,6 @@ def number(value):
 
 def shown(check, key):
     """One figure of a check, as the feedback page shows it: an accuracy in percent, a gain in signed points."""
-    from grader.result_block import figure
-
     return "—" if check.get(key) is None else figure(check[key], check.get("kind") or "accuracy")
 
 

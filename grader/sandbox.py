@@ -96,17 +96,24 @@ def read_only_except(scratch):
     """
     libc_call("mount", None, b"/", None, ctypes.c_ulong(MS_REC | MS_PRIVATE), None)
     libc_call("mount", scratch.encode(), scratch.encode(), None, ctypes.c_ulong(MS_BIND), None)
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        fields = line.split()
-        point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])
+    for point, options in mount_points():
         if point == scratch or point.split("/")[1] in ("proc", "sys", "dev"):
             continue
-        flags = sum(KEEP.get(option, 0) for option in fields[5].split(","))
+        flags = sum(KEEP.get(option, 0) for option in options)
         try:
             libc_call("mount", None, point.encode(), None, ctypes.c_ulong(MS_REMOUNT | MS_BIND | MS_RDONLY | flags), None)
         except OSError:
             if point == "/":
                 raise
+
+
+def mount_points():
+    """[(mount point, its mount options)] of this mount namespace, from /proc/self/mountinfo."""
+    points = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields = line.split()
+        points.append((re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4]), fields[5].split(",")))
+    return points
 
 
 def drop_capabilities():
