@@ -208,17 +208,21 @@ def score_check(folder, assignment, name, check, without=None):
     return result
 
 
-def score_submission(folder, assignment, without=None, cells=None):
-    """Every check of `assignment` scored from the hand-in folder: a list of results (see score_check).
+def score_submission(folder, assignment, without=None, cells=None, decided=None):
+    """Every check of `assignment` scored from the hand-in folder: a list of results (see score_check), then
+    every test cell decided from the values it handed in (grader/decide).
 
     without: {seed: accuracy} of the runs without augmentation (see baselines), if already known.
-    cells: the grade cells of the assignment's notebook (checks of other cells are skipped)."""
+    cells: the grade cells of the assignment's notebook (checks of other cells are skipped).
+    decided: the cells whose master hands values in (grader/rescore.py: handed_in_cells); default: all known."""
     import torch
+
+    from grader import decide
 
     torch.set_num_threads(1)
     without = {int(seed): acc for seed, acc in (without or {}).items()}
     return [score_check(folder, assignment, name, check, without) for name, check in sorted(checks_of(assignment).items())
-            if cells is None or check.cell in cells]
+            if cells is None or check.cell in cells] + decide.decide_submission(folder, assignment, decided)
 
 
 def warm_data(assignment):

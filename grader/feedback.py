@@ -55,9 +55,9 @@ from grader.result_block import findings_of, result_block, visible_error  # noqa
 HEADER = (
     "**Your feedback.** The score of each graded cell is above, next to its link. Your cells show the outputs "
     "of your notebook as you submitted it. Each test cell below shows the grader's result instead of its "
-    "output, and the hidden tests are not shown. The accuracy checks "
-    "were measured again by the grader, in a clean process, on its own copy of the data: the figure "
-    "that counts is the grader's, not the one your notebook printed."
+    "output, and the hidden tests are not shown. Where the grader checked a cell itself (in a clean "
+    "process, from the values your code handed in, on its own copy of the data), its result is the one "
+    "that counts, not what your notebook printed."
 )
 
 

@@ -97,6 +97,15 @@ def load(folder, name):
     return run
 
 
+def operations(folder, name):
+    """The aten operations a handed-in graph calls, in order, without their overload: e.g. ["flatten",
+    "linear", "relu"] (structural checks read these, never the student's live model)."""
+    graph = json.loads(Path(folder, f"{name}.graph.json").read_bytes())
+    check_graph(graph)
+    targets = [node.get("target", "") for node in graph.get("graph_module", {}).get("graph", {}).get("nodes", [])]
+    return [t.split(".")[3] for t in targets if t.startswith("torch.ops.aten.") and t.count(".") >= 3]
+
+
 def _parameter_names(graph):
     """Names of the state-dict entries the graph declares as parameters (the others are buffers)."""
     specs = graph.get("graph_module", {}).get("signature", {}).get("input_specs", [])

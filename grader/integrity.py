@@ -5,6 +5,10 @@ nbgrader's tests run in the student's kernel, so a notebook can replace the func
 checks do not care (grader/clean.py re-measures them outside the kernel), but other tests could be
 fooled, so the grader flags such lines for a human to look at. It does not change a score: replacing a
 library function can be innocent (a student experimenting), and the instructor decides.
+
+Also flagged: lines that change how the kernel runs the test cells (IPython's AST transformers, a custom
+exception handler, its display hook or event hooks, a tracer, `vars(module).update`). Those cannot earn a
+point any more (grader/decide decides every test cell outside the kernel), but they are a reason to look.
 """
 
 import ast
@@ -60,6 +64,30 @@ def patches(source, modules):
     return sorted({(n.lineno, ast.unparse(n).splitlines()[0][:120]) for n in found})
 
 
+# Attributes and functions through which a notebook changes how its kernel runs the cells after it.
+KERNEL_HOOKS = {"ast_transformers", "input_transformers_post", "input_transformers_cleanup", "set_custom_exc",
+                "displayhook", "display_pub", "events", "settrace", "setprofile", "excepthook", "showtraceback",
+                "run_cell", "run_cell_async", "ast_node_interactivity"}
+
+
+def hooks(source):
+    """(line, text) of each statement that reaches into the kernel's machinery (KERNEL_HOOKS, vars(x).update)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    found = set()
+    for statement in [n for n in ast.walk(tree) if isinstance(n, ast.stmt) and not isinstance(n, (ast.FunctionDef, ast.ClassDef))]:
+        for node in ast.walk(statement):
+            hooked = isinstance(node, ast.Attribute) and node.attr in KERNEL_HOOKS
+            dict_update = (isinstance(node, ast.Attribute) and node.attr in ("update", "__setitem__", "setdefault")
+                           and (isinstance(node.value, ast.Call) and ast.unparse(node.value.func) == "vars"
+                                or isinstance(node.value, ast.Attribute) and node.value.attr == "__dict__"))
+            if hooked or dict_update:
+                found.add((statement.lineno, ast.unparse(statement).splitlines()[0][:120]))
+    return sorted(found)
+
+
 def scan(notebook_text):
     """Flags (strings) for the student's cells of one notebook (grade cells are nbgrader's: skipped)."""
     try:
@@ -78,4 +106,6 @@ def scan(notebook_text):
     for index, source in sources:
         for line, text in patches(source, modules):
             flags.append(f"cell {index + 1}, line {line}: `{text}` replaces a library function the tests use")
+        for line, text in hooks(source):
+            flags.append(f"cell {index + 1}, line {line}: `{text}` changes how the kernel runs the test cells")
     return flags

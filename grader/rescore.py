@@ -1,11 +1,13 @@
-"""Stage 3 of grading one submission: the clean re-measurement, in a fresh sandboxed process that never
-ran student code (grader/clean.py scores the handed-in models; grader/checks.py says which).
+"""Stage 3 of grading one submission: the clean verdict, in a fresh sandboxed process that never ran student
+code (grader/clean.py scores the handed-in models, grader/checks.py says which; grader/decide decides every
+other test cell from the values it handed in).
 
   clean_checks  run the scoring child, read its results (or say why it could not score)
-  apply_checks  the clean result counts: a cell whose check failed scores 0, with the reason
-  unconfirmed   flags for cells the kernel passed but the grader measured a fail
+  apply_checks  the clean verdict counts: a checked cell scores its points if every check passed, else 0
+  unconfirmed   flags for cells where the kernel's verdict and the grader's differ
 """
 
+import re
 from pathlib import Path
 
 import nbformat
@@ -13,17 +15,19 @@ import nbformat
 from grader import sandbox
 
 def clean_checks(job, scratch):
-    """Score the handed-in models in a new sandboxed child that never ran student code."""
+    """Score the handed-in models, and decide the test cells from their handed-in values (grader/decide),
+    in a new sandboxed child that never ran student code."""
     from grader.checks import checks_of
+    from grader.decide import DECIDERS, cells_of
     from grader.execute import read_json, read_text  # (at call time: execute imports this module)
 
-    if not checks_of(job["assignment"]):
+    assignment = job["assignment"]
+    if not checks_of(assignment) and assignment not in DECIDERS:
         return []
-    cells = sorted(grade_ids({n: d for n, d in job["files"].items() if n.startswith("source/")}) - {None})
-    if not any(check.cell in cells for check in checks_of(job["assignment"]).values()):
-        return []
+    masters = {n: d for n, d in job["files"].items() if n.startswith("source/")}
+    cells, decided = sorted(grade_ids(masters) - {None}), sorted(handed_in_cells(masters))
     run = {"scratch": scratch, "kind": "score", "log": "clean.log", "entry": "grader.clean:score_submission",
-           "kwargs": {"assignment": job["assignment"], "without": job.get("baselines"), "cells": cells},
+           "kwargs": {"assignment": assignment, "without": job.get("baselines"), "cells": cells, "decided": decided},
            "result": "clean.json", "data_dir": job.get("data_dir"), "isolate_network": True}
     with sandbox.zygote() as helper:
         exitcode, killed, _ = helper.run(run, job["timeout"], job["memory"])
@@ -31,34 +35,66 @@ def clean_checks(job, scratch):
     if killed or exitcode != 0 or not isinstance(results, list):
         why = killed or read_text(Path(scratch, "grader", "clean.log")).strip().splitlines()[-1:] or [f"exit code {exitcode}"]
         why = why if isinstance(why, str) else why[0]
-        return [{"name": name, "cell": check.cell, "threshold": None, "claimed": None, "clean": None, "pool": None,
-                 "passed": False, "findings": None, "kind": check.kind,
-                 "reason": f"the grader could not score the handed-in model: {why[:300]}",
-                 "flag": f"{name}: the handed-in model could not be scored ({why[:200]})"}
-                for name, check in sorted(checks_of(job["assignment"]).items()) if check.cell in cells]
+        named = [(name, check.cell) for name, check in sorted(checks_of(assignment).items())]
+        named += [(cell, cell) for cell in cells_of(assignment) if cell in decided]
+        return [{"name": name, "cell": cell, "threshold": None, "claimed": None, "clean": None, "pool": None,
+                 "passed": False, "findings": None, "kind": "test" if name == cell else "accuracy",
+                 "reason": f"the grader could not check the handed-in values: {why[:300]}",
+                 "flag": f"{name}: the handed-in values could not be checked ({why[:200]})"}
+                for name, cell in named if cell in cells]
     return results
 
 
 def apply_checks(scores, checks, notes):
-    """The clean result counts: a grade cell with a failed check scores 0, with the reason in its note."""
+    """The clean verdict counts, both ways: a grade cell the grader checked scores its full points when every
+    check of it passed, 0 otherwise (with the reason in its note). Cells it did not check keep nbgrader's score."""
     notes = dict(notes)
-    failed_cells = {}
+    verdicts = {}
     for check in checks:
-        if not check["passed"]:
-            failed_cells.setdefault(check["cell"], []).append(f"{check['name']}: {check['reason']}")
+        verdicts.setdefault(check["cell"], []).append(check)
     for nb in scores["notebooks"]:
         for grade in nb["grades"]:
-            if grade["name"] in failed_cells:
-                grade["auto_score"] = 0.0
-                notes[grade["name"]] = "the grader's own measurement: " + "; ".join(failed_cells[grade["name"]])
+            mine = verdicts.get(grade["name"])
+            if not mine:
+                continue
+            failed = [f"{c['name']}: {c['reason']}" if c["name"] != c["cell"] else c["reason"] for c in mine if not c["passed"]]
+            grade["auto_score"] = 0.0 if failed else float(grade["max_score"] or 0)
+            if failed:
+                notes[grade["name"]] = "the grader's own check: " + "; ".join(failed)
     return scores, notes
 
 
 def unconfirmed(checks, graded_files, errors):
-    """Flags for cells the kernel passed (no error, see cell_errors) but the clean measurement failed."""
+    """Flags for the cells where the kernel's verdict (an error in the cell, see cell_errors) and the grader's differ."""
     present = grade_ids(graded_files)
-    return [f"{c['cell']}: passed in the student's kernel, but the grader measured a fail ({c['reason']})"
-            for c in checks if not c["passed"] and c["cell"] in present and c["cell"] not in errors]
+    by_cell = {}
+    for c in checks:
+        by_cell.setdefault(c["cell"], []).append(c)
+    flags = []
+    for cell, mine in sorted(by_cell.items()):
+        failed = [c for c in mine if not c["passed"]]
+        if failed and cell in present and cell not in errors:
+            flags += [f"{cell}: passed in the student's kernel, but the grader's check failed ({c['reason']})" for c in failed]
+        elif not failed and cell in errors:
+            flags.append(f"{cell}: failed in the student's kernel ({errors[cell]}), but passed the grader's own check, "
+                         "which counts")
+    return flags
+
+
+HAND_IN_CALL = re.compile(r"""\bhand_in(?:_model)?\(\s*["']([A-Za-z0-9_][A-Za-z0-9_-]*)["']""")
+
+
+def handed_in_cells(masters):
+    """The grade cells whose hidden test hands values in (`course.hand_in("<cell>", ...)` in the master's own
+    source): those are decided by grader/decide. The master says which; a student's notebook has no say."""
+    cells = set()
+    for name, data in masters.items():
+        if name.endswith(".ipynb"):
+            for cell in nbformat.reads(data.decode(), as_version=4).cells:
+                grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+                if grade_id and grade_id in HAND_IN_CALL.findall(cell.source):
+                    cells.add(grade_id)
+    return cells
 
 
 def grade_ids(files):

@@ -175,6 +175,24 @@ def test_every_threshold_cell_hands_its_model_in(name):
 
 
 @pytest.mark.parametrize("name", EXPECTED)
+def test_every_test_cell_is_decided_outside_the_kernel(name):
+    """Every automatically graded cell hands its values in from its hidden part (course.hand_in), the grader
+    has a decide function for it (grader/decide), and no hidden part asserts anything: the verdict is the
+    grader's, never the kernel's (a student's code in the kernel can change what an assert does)."""
+    from grader.decide import cells_of
+    from grader.rescore import handed_in_cells
+
+    path = COURSE / "source" / name / f"{name}.ipynb"
+    tests = {c.metadata["nbgrader"]["grade_id"]: c.source for c in grade_cells(read(path)) if c.cell_type == "code"}
+    handed = handed_in_cells({f"source/{name}/{name}.ipynb": path.read_bytes()})
+    assert handed == set(tests), f"{name}: test cells that hand nothing in: {sorted(set(tests) - handed)}"
+    assert set(cells_of(name)) == set(tests), f"{name}: grader/decide decides {sorted(cells_of(name))}, the tests are {sorted(tests)}"
+    for grade_id, source in tests.items():
+        hidden = source.split(HIDDEN)[1] if HIDDEN in source else ""
+        assert not re.search(r"^\s*assert\b", hidden, re.M), f"{name}: the hidden part of {grade_id} asserts in the kernel"
+
+
+@pytest.mark.parametrize("name", EXPECTED)
 def test_no_grade_cell_ends_in_a_value(name):
     """nbgrader takes a number left as a grade cell's last value as its partial score (e.g. 0.905
     points for `course.check_accuracy(...)` as the last line): graded cells must end in a statement."""
@@ -185,8 +203,8 @@ def test_no_grade_cell_ends_in_a_value(name):
         if cell.cell_type != "code":
             continue
         last = ast.parse(cell.source).body[-1]
-        is_print = isinstance(last, ast.Expr) and isinstance(last.value, ast.Call) and \
-            getattr(last.value.func, "id", None) in ("print", "display")
+        called = ast.unparse(last.value.func) if isinstance(last, ast.Expr) and isinstance(last.value, ast.Call) else ""
+        is_print = called in ("print", "display", "course.hand_in", "course.hand_in_model")  # these return None
         assert not isinstance(last, ast.Expr) or is_print, \
             f"{name}: grade cell {cell.metadata['nbgrader']['grade_id']} ends in a value ({ast.unparse(last)[:60]}): assign it"
 

@@ -83,7 +83,7 @@ def test_no_file_of_the_release_holds_a_hidden_test_or_a_solution(released):
                            if p.is_file())
     for region in regions:
         for line in region:
-            if len(line) >= 20 and line not in public and "assert" in line:
+            if len(line) >= 20 and line not in public and ("assert" in line or "hand_in" in line):
                 assert line not in everything, f"a hidden test line reached the release: {line}"
     assert "BEGIN HIDDEN TESTS" not in everything and "BEGIN SOLUTION" not in everything
 
@@ -93,7 +93,7 @@ def test_leaks_finds_hidden_text_in_any_file_and_any_form(released, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(folder, copy)
     regions, _ = release.secret_regions(ROOT / "source")
-    hidden = next(line for region in hidden_test_regions() for line in region if "assert" in line and len(line) > 30)
+    hidden = next(line for region in hidden_test_regions() for line in region if "hand_in" in line and len(line) > 30)
     solution = next(r for r in regions if len(r) >= 4)
     # 1. a hidden test line inside a notebook cell
     path = copy / "notebooks" / ASSIGNMENTS[0] / f"{ASSIGNMENTS[0]}.ipynb"
