@@ -188,10 +188,10 @@ def test_cnn_structure(folder, model, words):
 def test_cnn_reading_the_graph(folder):
     course.hand_in_model("test-ex3-structure", "model", cnn(padding=0), torch.rand(4, 3, 28, 28))
     got = decide.Handed(folder, "test-ex3-structure")
-    convs = pitfalls.calls(got, "model", "conv2d")
+    convs = got.calls("model", "conv2d")
     assert [c["weight"] for c in convs] == [[64, 3, 3, 3], [64, 64, 3, 3]]
     assert "padding" not in convs[0]  # left at its default, 0
-    assert pitfalls.linear_sizes(got, "model") == [(64 * 5 * 5, 10)]
+    assert got.linear_layers("model") == [(64 * 5 * 5, 10)]
 
 
 # ---------------------------------------------------------------- the fresh-seed retrains

@@ -9,7 +9,8 @@ in a process that never ran student code (grader/clean.py runs it in the sandbox
   DECIDERS   {assignment: module}; each module has CELLS = {grade cell id: decide function}
   Handed     what one cell handed in: got["name"] (a tensor, or a Python number / str when 0-d; got.shape
              says which), got.model("name") (the graph as a function of a batch), got.operations("name")
-             (its aten ops), got.parameter_shapes("name")
+             (its aten ops), got.calls("name", "conv2d") (each call's arguments), got.linear_layers("name")
+             ([(in, out)]), got.parameter_shapes("name")
   require    the decide functions' assert: require(condition, "what is wrong, in words")
 
 A decide function raises Failed (require does) or returns; it never trusts a verdict from the kernel,
@@ -98,6 +99,30 @@ class Handed:
                           "(see its error; a model that cannot be exported stops it too)") from None
         except handin.UnsafeArtifact as error:
             raise Failed(f"the handed-in model `{name}` was refused: {error}") from None
+
+    def calls(self, name, op):
+        """Each call of the aten operation `op` (e.g. "linear", "conv2d") in the handed-in graph `name`, in order,
+        as {argument: value}: a tensor argument as its shape (a linear layer's "weight" is [out, in]), the
+        others as written (e.g. a convolution's "padding" [1, 1]). Arguments left at their default are absent."""
+        import json
+
+        self.model(name)  # the graph's checks (and a clear reason when it was not handed in)
+        graph = json.loads(Path(self.folder, f"{name}.graph.json").read_bytes())["graph_module"]["graph"]
+        shapes = {tensor: [size.get("as_int") for size in value["sizes"]] for tensor, value in graph["tensor_values"].items()}
+        found = []
+        for node in graph["nodes"]:
+            target = node["target"]
+            if target.startswith("torch.ops.aten.") and target.count(".") >= 3 and target.split(".")[3] == op:
+                arguments = {}
+                for given in node["inputs"]:
+                    kind, value = next(iter(given["arg"].items()))
+                    arguments[given["name"]] = shapes[value["name"]] if kind == "as_tensor" else value
+                found.append(arguments)
+        return found
+
+    def linear_layers(self, name):
+        """(in_features, out_features) of each linear layer (aten.linear) the graph `name` calls, in order."""
+        return [(call["weight"][1], call["weight"][0]) for call in self.calls(name, "linear")]
 
     def operations(self, name):
         """The aten operations of the handed-in graph `name`, in order, e.g. ["flatten", "linear", "relu"]."""

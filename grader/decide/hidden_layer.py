@@ -6,9 +6,7 @@ thresholds of test_150 and test_full_data are re-measured by grader/checks.py; t
 rest of those cells' checks.
 """
 
-import json
 import math
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -24,34 +22,9 @@ HEADS = {"SVM": nn.MultiMarginLoss(), "logistic": nn.CrossEntropyLoss()}  # as t
 
 # --- what a handed-in graph is made of -----------------------------------------------------------------------
 
-def graph_of(got, name):
-    """The handed-in graph `name` as JSON, after the grader's loader has checked it (a missing or refused
-    graph fails here, with the reason)."""
-    got.operations(name)
-    return json.loads(Path(got.folder, f"{name}.graph.json").read_bytes())["graph_module"]
-
-
-def shape(graph, tensor):
-    """The shape of a tensor of the graph (its weights, inputs and intermediate values all have fixed shapes)."""
-    return [size["as_int"] for size in graph["graph"]["tensor_values"][tensor]["sizes"]]
-
-
-def linear_layers(got, name):
-    """(in_features, out_features) of each linear operation (an nn.Linear) of graph `name`, in order."""
-    graph, layers = graph_of(got, name), []
-    for node in graph["graph"]["nodes"]:
-        if node["target"].startswith("torch.ops.aten.linear."):
-            weight = next(i["arg"]["as_tensor"]["name"] for i in node["inputs"] if i["name"] == "weight")
-            n_out, n_in = shape(graph, weight)
-            layers.append((n_in, n_out))
-    return layers
-
-
 def parameter_count(got, name):
     """The number of parameters of graph `name` (the model's parameters(), used in the forward pass or not)."""
-    graph = graph_of(got, name)
-    return sum(math.prod(shape(graph, spec["parameter"]["arg"]["name"]))
-               for spec in graph["signature"]["input_specs"] if "parameter" in spec)
+    return sum(math.prod(shape) for shape in got.parameter_shapes(name))
 
 
 def evaluate(run, ds, loss_fn):
@@ -86,7 +59,7 @@ def two_layer(got):
 
     for hidden in (7, 300):
         for name, call in ((f"relu-{hidden}", f"two_layer({hidden})"), (f"plain-{hidden}", f"two_layer({hidden}, relu=False)")):
-            sizes = linear_layers(got, name)
+            sizes = got.linear_layers(name)
             require(sizes == [(784, hidden), (hidden, 10)], f"{call}: Linear layers {sizes}")
         with_relu, without = got.model(f"relu-{hidden}"), got.model(f"plain-{hidden}")
         require(not is_affine(with_relu, a, b), "two_layer(hidden) must have a ReLU between the layers")
@@ -102,7 +75,7 @@ def trained_150(got):
     for head, loss_fn in HEADS.items():
         for name, short, expected in (("linear", "linear", [10]), ("5000 hidden", "5000", [5000, 10])):
             key = f"{head}-{short}"
-            sizes = [n_out for n_in, n_out in linear_layers(got, key)]
+            sizes = [n_out for n_in, n_out in got.linear_layers(key)]
             require(sizes == expected, f"runs[{head!r}, {name!r}] has Linear layers {sizes}")
             require(got[f"{key}-epoch"] == EPOCHS_SMALL, f"runs[{head!r}, {name!r}]: train for EPOCHS_SMALL epochs")
             with torch.no_grad():
@@ -142,7 +115,7 @@ def my_evaluate(got):
 def full_data(got):
     """test_full_data (besides the accuracy thresholds): the tuned model is a two-layer ReLU network of at most
     1000 hidden units, trained EPOCHS epochs, and beats the linear model by more than a point on the test set."""
-    sizes = [n_out for n_in, n_out in linear_layers(got, "tuned")]
+    sizes = [n_out for n_in, n_out in got.linear_layers("tuned")]
     require(len(sizes) == 2 and sizes[0] <= 1000 and sizes[1] == 10,
             f"tuned_setup: a two_layer(hidden <= 1000), got Linear outputs {sizes}")
     require(any(op in ("relu", "relu_") for op in got.operations("tuned")), "the tuned model keeps its ReLU")

@@ -10,9 +10,6 @@ test-ex3-accuracy   fixed_cnn trained again on seed 2024: its accuracy on the gr
                     and it predicts every class
 """
 
-import json
-from pathlib import Path
-
 import torch
 from torch import nn
 
@@ -20,32 +17,6 @@ from grader.decide import require
 
 ASSIGNMENT = "05-pitfalls"
 RELU = ("relu", "relu_")  # nn.ReLU() and nn.ReLU(inplace=True)
-
-
-# ---------------------------------------------------------------- reading a handed-in graph
-
-def calls(got, name, op):
-    """Each call of the aten operation `op` in the handed-in graph `name`, in order, as {argument: value}:
-    a tensor argument as its shape (a linear layer's "weight" is [out, in]), the others as written
-    (e.g. a convolution's "padding" [1, 1]). Arguments left at their default are absent."""
-    got.operations(name)  # the graph's checks (and a clear reason when it was not handed in)
-    graph = json.loads(Path(got.folder, f"{name}.graph.json").read_text())["graph_module"]["graph"]
-    shapes = {tensor: [size.get("as_int") for size in value["sizes"]] for tensor, value in graph["tensor_values"].items()}
-    found = []
-    for node in graph["nodes"]:
-        target = node["target"]
-        if target.startswith("torch.ops.aten.") and target.split(".")[3] == op:  # e.g. torch.ops.aten.linear.default
-            arguments = {}
-            for given in node["inputs"]:
-                kind, value = next(iter(given["arg"].items()))
-                arguments[given["name"]] = shapes[value["name"]] if kind == "as_tensor" else value
-            found.append(arguments)
-    return found
-
-
-def linear_sizes(got, name):
-    """(in_features, out_features) of every linear layer the graph calls, in order."""
-    return [(weight[1], weight[0]) for weight in (call["weight"] for call in calls(got, name, "linear"))]
 
 
 # ---------------------------------------------------------------- test-ex1-dead
@@ -129,7 +100,7 @@ def mlp_structure(got):
 
     scores = got.model("model")(torch.rand(8, 1, 28, 28, generator=torch.Generator().manual_seed(0)))
     require(scores.shape == (8, 10), f"expected scores of shape [8, 10], got {list(scores.shape)}")
-    sizes = linear_sizes(got, "model")
+    sizes = got.linear_layers("model")
     require(sizes == [(784, 200), (200, 100), (100, 10)],
             f"keep the published sizes 784-200-100-10; got linear layers {sizes}")
     operations = got.operations("model")
@@ -159,14 +130,14 @@ def cnn_structure(got):
     scores = got.model("model")(torch.rand(4, 3, 28, 28, generator=torch.Generator().manual_seed(0)))
     require(scores.shape == (4, 10), f"expected scores of shape [4, 10] for colored images, got {list(scores.shape)}")
     convs = []  # (in_channels, out_channels, kernel_size, padding) of each convolution
-    for call in calls(got, "model", "conv2d"):
+    for call in got.calls("model", "conv2d"):
         weight, padding = call["weight"], call.get("padding", [0, 0])  # weight: [out, in, height, width]
         convs.append((weight[1], weight[0], tuple(weight[2:]), tuple(padding) if isinstance(padding, list) else padding))
     require(convs == [(3, 64, (3, 3), (1, 1)), (64, 64, (3, 3), (1, 1))],
             f"keep the two 64-filter 3x3 convolutions with padding=1 (Keras' padding='same'); got {convs}")
     operations = got.operations("model")
     require(operations[-1] == "linear", f"the model must end with the nn.Linear (raw scores), not {operations[-1]}")
-    last_in = linear_sizes(got, "model")[-1][0]
+    last_in = got.linear_layers("model")[-1][0]
     require(last_in == 64 * 7 * 7, f"the last layer takes 64 x 7 x 7 features, got {last_in}")
     require((scores < 0).any() and not torch.allclose(scores.sum(1), torch.ones(4)),
             "the scores look like ReLU or softmax outputs")
