@@ -7,7 +7,7 @@ without pickle and refuses anything else), plus the notebook's claim (what it me
 
 For each check the result says what the grader measured (`clean`), what the notebook said (`claimed`),
 whether the threshold is met, and why not in words. Integrity flags (the submission needs a human look):
-  - the notebook's figure and the grader's differ by more than TOLERANCE (e.g. a patched evaluate());
+  - the notebook's figure and the grader's differ by more than results.TOLERANCE (e.g. a patched evaluate());
   - the notebook passed a check the grader cannot confirm (no model handed in, or a refused file);
   - the model does far better on the test images than on the images it could have trained on.
 """
@@ -19,8 +19,8 @@ import warnings
 from pathlib import Path
 
 from grader.checks import checks_of
+from grader.results import CheckResult
 
-TOLERANCE = {"accuracy": 0.005, "gain": 0.02}  # same model, same data: only float noise; "gain" retrains
 TEST_SET_MARGIN = 0.05  # test accuracy this far above the training images' accuracy: fit to the test set
 POOL_SIZE = 2000  # training images scored for that comparison (evenly spaced; enough to see 5 points)
 # A model that looks images up rather than recognising them. Measured (offline data; linear, 100-unit and
@@ -30,15 +30,6 @@ POOL_SIZE = 2000  # training images scored for that comparison (evenly spaced; e
 # scores 100%, far above every reference run: that is flagged for a human instead.
 SHIFT_MARGIN = 0.25  # accuracy lost on the test images moved by one pixel, beyond which the check fails
 ABOVE_REFERENCE = 0.05  # accuracy above the best reference run (thresholds.json), beyond which it is flagged
-
-
-def agree(check):
-    """Whether the notebook's figure and the grader's agree within the check kind's TOLERANCE (one rule for
-    the grader's flags and the class report). A figure on one side only disagrees; none on both agrees."""
-    claimed, clean = check.get("claimed"), check.get("clean")
-    if claimed is None or clean is None:
-        return (claimed is None) == (clean is None)
-    return abs(claimed - clean) <= TOLERANCE.get(check.get("kind") or "accuracy", TOLERANCE["accuracy"])
 
 
 def accuracy(run, ds, batch_size=500):
@@ -134,31 +125,30 @@ def baselines(assignment):
 
 
 def score_check(folder, assignment, name, check, without=None):
-    """One check's result (see the module docstring)."""
+    """One check's result (see the module docstring), as JSON (grader/results.py: CheckResult)."""
     from grader import handin
     from mnistlab import thresholds
 
     handin_name = check.handin or name
     test = check.test()
-    result = {"name": name, "cell": check.cell, "threshold": thresholds.threshold(assignment, check.threshold, test),
-              "claimed": None, "clean": None, "pool": None, "shifted": None, "passed": False, "reason": None, "findings": None,
-              "kind": check.kind, "flag": None}
+    result = CheckResult(name=name, cell=check.cell, kind=check.kind,
+                         threshold=thresholds.threshold(assignment, check.threshold, test))
     claim = read_claim(folder, handin_name)
     flags = []
     if claim and handin_name == name:
-        result["claimed"], result["findings"] = claim["claimed"], claim["findings"]
+        result.claimed, result.findings = claim["claimed"], claim["findings"]
         if claim["data"] != test.source:
             flags.append(f"{name}: the notebook measured it on {claim['data'][:80]!r}, not on {test.source!r}")
     try:
         models = load_models(folder, handin_name, claim["models"] if claim else 1)
     except FileNotFoundError:
-        result["reason"] = ("no model was handed in: the check's cell did not run to its end "
-                            "(it raised an error, e.g. the model could not be exported, or it was deleted)")
-        return result
+        result.reason = ("no model was handed in: the check's cell did not run to its end "
+                         "(it raised an error, e.g. the model could not be exported, or it was deleted)")
+        return result.to_json()
     except handin.UnsafeArtifact as error:
-        result["reason"] = f"the handed-in model was refused: {error}"
-        result["flag"] = "; ".join(flags + [f"{name}: handed-in file refused ({error})"])
-        return result
+        result.reason = f"the handed-in model was refused: {error}"
+        result.flag = "; ".join(flags + [f"{name}: handed-in file refused ({error})"])
+        return result.to_json()
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -167,45 +157,40 @@ def score_check(folder, assignment, name, check, without=None):
                 without = without or {}
                 gains = [trained_accuracy(seed, models[0]) - (without.get(seed) or trained_accuracy(seed))
                          for seed in check.seeds]
-                result["clean"] = statistics.mean(gains)
+                result.clean = statistics.mean(gains)
             else:
-                result["clean"] = statistics.mean(accuracy(m, test) for m in models)
+                result.clean = statistics.mean(accuracy(m, test) for m in models)
                 if check.pool:
                     pool = every_nth(check.pool(), POOL_SIZE)
-                    result["pool"] = statistics.mean(accuracy(m, pool) for m in models)
+                    result.pool = statistics.mean(accuracy(m, pool) for m in models)
                     moved = shifted(test)
-                    result["shifted"] = statistics.mean(accuracy(m, moved) for m in models)
+                    result.shifted = statistics.mean(accuracy(m, moved) for m in models)
         except Exception as error:  # a graph that does not run on the grader's data
-            result["reason"] = f"the handed-in model does not run on the test images: {type(error).__name__}: {str(error)[:300]}"
-            result["flag"] = "; ".join(flags) or None
-            return result
+            result.reason = f"the handed-in model does not run on the test images: {type(error).__name__}: {str(error)[:300]}"
+            result.flag = "; ".join(flags) or None
+            return result.to_json()
 
-    from grader.result_block import figure
-
-    def shown(value):  # an accuracy in percent, a gain in signed points
-        return figure(value, check.kind)
-
-    result["passed"] = result["clean"] >= result["threshold"]
-    if not result["passed"]:
-        result["reason"] = f"the grader measured {shown(result['clean'])}, below the threshold {shown(result['threshold'])}"
-    if result["pool"] is not None and result["clean"] - result["pool"] > TEST_SET_MARGIN:
-        result["passed"] = False
-        result["reason"] = (f"the model scores {result['clean']:.1%} on the test images but only {result['pool']:.1%} "
-                            "on the training images: it was fit to the test set, which a test must never see")
-        flags.append(f"{name}: trained on the test set? test {result['clean']:.1%} vs training images {result['pool']:.1%}")
-    if result.get("shifted") is not None and result["clean"] - result["shifted"] > SHIFT_MARGIN:
-        result["passed"] = False
-        result["reason"] = (f"the model scores {result['clean']:.1%} on the test images but only {result['shifted']:.1%} on "
-                            "the same images moved by one pixel: it looks the test images up instead of recognising them")
-        flags.append(f"{name}: a lookup of the test images? {result['clean']:.1%}, moved by one pixel {result['shifted']:.1%}")
+    result.passed = result.clean >= result.threshold
+    if not result.passed:
+        result.reason = f"the grader measured {result.shown('clean')}, below the threshold {result.shown('threshold')}"
+    if result.pool is not None and result.clean - result.pool > TEST_SET_MARGIN:
+        result.passed = False
+        result.reason = (f"the model scores {result.clean:.1%} on the test images but only {result.pool:.1%} "
+                         "on the training images: it was fit to the test set, which a test must never see")
+        flags.append(f"{name}: trained on the test set? test {result.clean:.1%} vs training images {result.pool:.1%}")
+    if result.shifted is not None and result.clean - result.shifted > SHIFT_MARGIN:
+        result.passed = False
+        result.reason = (f"the model scores {result.clean:.1%} on the test images but only {result.shifted:.1%} on "
+                         "the same images moved by one pixel: it looks the test images up instead of recognising them")
+        flags.append(f"{name}: a lookup of the test images? {result.clean:.1%}, moved by one pixel {result.shifted:.1%}")
     best = best_reference(assignment, check.threshold, test) if check.pool else None
-    if best is not None and result["clean"] > best + ABOVE_REFERENCE:
-        flags.append(f"{name}: {result['clean']:.1%}, {100 * (result['clean'] - best):.0f} points above every run of the "
+    if best is not None and result.clean > best + ABOVE_REFERENCE:
+        flags.append(f"{name}: {result.clean:.1%}, {100 * (result.clean - best):.0f} points above every run of the "
                      f"reference solution (best {best:.1%}): has the model seen the test images?")
-    if result["claimed"] is not None and not agree(result):
-        flags.append(f"{name}: the notebook measured {shown(result['claimed'])}, the grader {shown(result['clean'])}")
-    result["flag"] = "; ".join(flags) or None
-    return result
+    if result.claimed is not None and not result.agrees():
+        flags.append(f"{name}: the notebook measured {result.shown('claimed')}, the grader {result.shown('clean')}")
+    result.flag = "; ".join(flags) or None
+    return result.to_json()
 
 
 def score_submission(folder, assignment, without=None, cells=None, decided=None):

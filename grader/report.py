@@ -38,7 +38,7 @@ from matplotlib.figure import Figure
 
 from grader import GraderError
 from grader.course import course_directory, read_record, submitted_students
-from grader.result_block import figure
+from grader.results import CheckResult
 
 # Colours of a submission's status (the run-time bars) and of a cell's score (the exercise bars).
 STATUS_COLOURS = {"graded": "#4c72b0", "flagged": "#dd8452", "failed": "#c44e52", "not graded": "#999999"}
@@ -289,9 +289,8 @@ def flagged(klass):
 
 
 def disagree(check):
-    from grader.clean import agree  # light: clean.py imports torch only inside its functions
-
-    return not agree(check)
+    """Whether a record's check (JSON) has the notebook's and the grader's figures apart (grader/results.py)."""
+    return not CheckResult.from_json(check).agrees()
 
 
 # --- HTML and figures -------------------------------------------------------------------------
@@ -325,8 +324,8 @@ def number(value):
 
 
 def shown(check, key):
-    """One figure of a check, as the feedback page shows it: an accuracy in percent, a gain in signed points."""
-    return "—" if check.get(key) is None else figure(check[key], check.get("kind") or "accuracy")
+    """One figure of a record's check (JSON), as the feedback page shows it."""
+    return CheckResult.from_json(check).shown(key)
 
 
 STYLE = """

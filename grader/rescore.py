@@ -13,6 +13,7 @@ from pathlib import Path
 import nbformat
 
 from grader import sandbox
+from grader.results import CheckResult
 
 def clean_checks(job, scratch):
     """Score the handed-in models, and decide the test cells from their handed-in values (grader/decide),
@@ -37,10 +38,9 @@ def clean_checks(job, scratch):
         why = why if isinstance(why, str) else why[0]
         named = [(name, check.cell) for name, check in sorted(checks_of(assignment).items())]
         named += [(cell, cell) for cell in cells_of(assignment) if cell in decided]
-        return [{"name": name, "cell": cell, "threshold": None, "claimed": None, "clean": None, "pool": None,
-                 "passed": False, "findings": None, "kind": "test" if name == cell else "accuracy",
-                 "reason": f"the grader could not check the handed-in values: {why[:300]}",
-                 "flag": f"{name}: the handed-in values could not be checked ({why[:200]})"}
+        return [CheckResult(name=name, cell=cell, kind="test" if name == cell else "accuracy",
+                            reason=f"the grader could not check the handed-in values: {why[:300]}",
+                            flag=f"{name}: the handed-in values could not be checked ({why[:200]})").to_json()
                 for name, cell in named if cell in cells]
     return results
 
@@ -50,14 +50,14 @@ def apply_checks(scores, checks, notes):
     check of it passed, 0 otherwise (with the reason in its note). Cells it did not check keep nbgrader's score."""
     notes = dict(notes)
     verdicts = {}
-    for check in checks:
-        verdicts.setdefault(check["cell"], []).append(check)
+    for check in map(CheckResult.from_json, checks):
+        verdicts.setdefault(check.cell, []).append(check)
     for nb in scores["notebooks"]:
         for grade in nb["grades"]:
             mine = verdicts.get(grade["name"])
             if not mine:
                 continue
-            failed = [f"{c['name']}: {c['reason']}" if c["name"] != c["cell"] else c["reason"] for c in mine if not c["passed"]]
+            failed = [f"{c.name}: {c.reason}" if c.name != c.cell else c.reason for c in mine if not c.passed]
             grade["auto_score"] = 0.0 if failed else float(grade["max_score"] or 0)
             if failed:
                 notes[grade["name"]] = "the grader's own check: " + "; ".join(failed)
@@ -68,13 +68,13 @@ def unconfirmed(checks, graded_files, errors):
     """Flags for the cells where the kernel's verdict (an error in the cell, see cell_errors) and the grader's differ."""
     present = grade_ids(graded_files)
     by_cell = {}
-    for c in checks:
-        by_cell.setdefault(c["cell"], []).append(c)
+    for c in map(CheckResult.from_json, checks):
+        by_cell.setdefault(c.cell, []).append(c)
     flags = []
     for cell, mine in sorted(by_cell.items()):
-        failed = [c for c in mine if not c["passed"]]
+        failed = [c for c in mine if not c.passed]
         if failed and cell in present and cell not in errors:
-            flags += [f"{cell}: passed in the student's kernel, but the grader's check failed ({c['reason']})" for c in failed]
+            flags += [f"{cell}: passed in the student's kernel, but the grader's check failed ({c.reason})" for c in failed]
         elif not failed and cell in errors:
             flags.append(f"{cell}: failed in the student's kernel ({errors[cell]}), but passed the grader's own check, "
                          "which counts")

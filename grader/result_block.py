@@ -8,6 +8,7 @@ import re
 from nbformat.v4 import new_output
 
 from grader.hidden import ANSI, hidden_line_numbers
+from grader.results import CheckResult, figure
 
 # How IPython names a frame in a notebook cell: (execution count, line number)
 FRAMES = (
@@ -50,29 +51,24 @@ PYTHON_ERRORS = {name for name, value in vars(__import__("builtins")).items()
                  if isinstance(value, type) and issubclass(value, BaseException)}
 
 
-def figure(value, kind):
-    """An accuracy as a percentage, a gain (a difference of accuracies) as signed points."""
-    if value is None:
-        return "not measured"
-    return f"{value * 100:+.1f} points" if kind == "gain" else f"{value:.1%}"
-
-
-def check_text(check, kind):
-    """One check in words: the grader's figure vs the threshold, and why it failed."""
+def check_text(check, kind=None):
+    """One check (a CheckResult, or its JSON) in words: the grader's figure vs the threshold, and why it failed."""
+    check = check if isinstance(check, CheckResult) else CheckResult.from_json(check)
+    kind = kind or check.kind
     if kind == "test":  # a test cell decided from the values it handed in (grader/decide)
         words = "the grader's own check of the values this cell handed in"
-        return words + (": passed." if check.get("passed") else f": failed: {str(check.get('reason') or '').rstrip('.')}.")
-    clean, threshold = check.get("clean"), figure(check.get("threshold"), kind)
-    if clean is None:
-        words = f"{check.get('name')}: not measured by the grader; the threshold is {threshold}"
+        return words + (": passed." if check.passed else f": failed: {str(check.reason or '').rstrip('.')}.")
+    threshold = figure(check.threshold, kind)
+    if check.clean is None:
+        words = f"{check.name}: not measured by the grader; the threshold is {threshold}"
     else:
-        words = (f"{check.get('name')}: {'a gain of ' if kind == 'gain' else ''}{figure(clean, kind)} measured by "
+        words = (f"{check.name}: {'a gain of ' if kind == 'gain' else ''}{figure(check.clean, kind)} measured by "
                  f"the grader on its own data; the threshold is {threshold}")
-    if check.get("claimed") is not None:
-        words += f" (your notebook printed {figure(check['claimed'], kind)})"
-    if check.get("passed"):
+    if check.claimed is not None:
+        words += f" (your notebook printed {figure(check.claimed, kind)})"
+    if check.passed:
         return words + ". Passed."
-    return words + (f". Failed: {check['reason'].rstrip('.')}." if check.get("reason") else ". Failed.")
+    return words + (f". Failed: {check.reason.rstrip('.')}." if check.reason else ". Failed.")
 
 
 def findings_of(dicts):

@@ -139,9 +139,10 @@ def cells_of(assignment):
 
 
 def result(cell, passed, reason=None):
-    """One decision, in the shape of grader/clean.py's check results (feedback and report read both)."""
-    return {"name": cell, "cell": cell, "kind": "test", "threshold": None, "claimed": None, "clean": None,
-            "pool": None, "shifted": None, "passed": passed, "reason": reason, "findings": None, "flag": None}
+    """One decision, as JSON (grader/results.py: CheckResult of kind "test")."""
+    from grader.results import CheckResult
+
+    return CheckResult(name=cell, cell=cell, kind="test", passed=passed, reason=reason).to_json()
 
 
 def decide(folder, cell, function):
