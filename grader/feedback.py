@@ -46,7 +46,7 @@ from pathlib import Path
 import nbformat
 from nbformat.v4 import new_markdown_cell
 
-from grader import GraderError
+from grader import GraderError, cells
 from grader.course import RECORD, course_directory
 from grader.hidden import (REDACTED, LeakError, assert_no_secrets, hidden_line_numbers, is_test_cell,  # noqa: F401
                            redact, secret_lines, secret_patterns)
@@ -87,7 +87,7 @@ def report_results(nb, ctx):
     for cell in nb.cells:
         if not is_test_cell(cell):
             continue
-        grade_id = cell.metadata.nbgrader.get("grade_id")
+        grade_id = cells.grade_id(cell)
         errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
         errors.sort(key=lambda o: o.get("ename") != "CellTimeoutError")  # a time-out says most, when there is one
         error = visible_error(cell, errors[0]) if errors else None
@@ -112,14 +112,14 @@ def outputs_as_submitted(nb, ctx):
 
 
 def cell_key(cell):
-    grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+    grade_id = cells.grade_id(cell)
     return ("grade", grade_id) if grade_id else ("id", cell.get("id"))
 
 
 def strip_hidden_tests(nb, ctx):
     """Remove the hidden test regions (markers included) from every graded cell's source."""
     for cell in nb.cells:
-        if cell.get("metadata", {}).get("nbgrader", {}).get("grade"):
+        if cells.is_grade(cell):
             hidden = hidden_line_numbers(cell.source)
             cell.source = "\n".join(line for number, line in enumerate(cell.source.split("\n"), 1) if number not in hidden)
     return nb
@@ -157,7 +157,7 @@ def add_header(nb, ctx):
     """A first cell that says how to read the page, with the grader's notes on graded cells that are
     missing from the notebook (e.g. deleted: no cell below can show them)."""
     notes = ctx.record.get("cell_notes") or {}
-    present = {cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") for cell in nb.cells}
+    present = {cells.grade_id(cell) for cell in nb.cells}
     missing = [f"- `{grade_id}`: {notes[grade_id]}" for grade_id in ctx.scores
                if grade_id in notes and grade_id not in present]
     if missing:
@@ -196,15 +196,18 @@ def autograded_students(cd, assignment):
 
 
 def check_kinds(assignment, record):
-    """{check name: kind}: the record's own "kind" when it has one, else the course's table."""
-    kinds = {}
-    try:
-        from grader.checks import CHECKS
-    except ImportError:  # another course, without this course's checks table
-        CHECKS = {}
-    for check in record.get("checks") or []:
-        known = CHECKS.get((assignment, check.get("name")))
-        kinds[check.get("name")] = check.get("kind") or (known.kind if known else "accuracy")
+    """{check name: kind}: the record's own "kind" (every record since the kind was added), else the course's
+    table (read only then: it imports PyTorch, which another course's feedback does not need)."""
+    checks = [c for c in record.get("checks") or [] if isinstance(c, dict)]
+    kinds = {c.get("name"): c["kind"] for c in checks if c.get("kind")}
+    if any(not c.get("kind") for c in checks):
+        try:
+            from grader.checks import CHECKS
+        except ImportError:  # another course, without this course's checks table
+            CHECKS = {}
+        for c in checks:
+            known = CHECKS.get((assignment, c.get("name")))
+            kinds.setdefault(c.get("name"), known.kind if known else "accuracy")
     return kinds
 
 

@@ -5,6 +5,8 @@ Used by grader/feedback.py."""
 import html
 import re
 
+from grader import cells
+
 BEGIN, END = "BEGIN HIDDEN TESTS", "END HIDDEN TESTS"  # nbgrader's ClearHiddenTests delimiters
 REDACTED = "[hidden test code removed]"
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # terminal colour codes (IPython colours tracebacks)
@@ -35,8 +37,7 @@ def hidden_line_numbers(source, begin=BEGIN, end=END):
 
 def is_test_cell(cell):
     """An autograder test cell: a code cell that nbgrader grades (not a student's answer)."""
-    meta = cell.get("metadata", {}).get("nbgrader", {})
-    return cell.cell_type == "code" and bool(meta.get("grade")) and not meta.get("solution")
+    return cells.is_test(cell)
 
 
 def secret_lines(masters):

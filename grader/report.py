@@ -37,6 +37,7 @@ import nbformat
 from matplotlib.figure import Figure
 
 from grader import GraderError
+from grader.cells import grade_id
 from grader.course import course_directory, read_record, submitted_students
 from grader.results import CheckResult
 
@@ -113,8 +114,8 @@ def in_notebook_order(cd, assignment, cells):
     for cell in cells:
         path = Path(cd.format_path(cd.source_directory, ".", assignment), cell["notebook"] + ".ipynb")
         if cell["notebook"] not in position and path.exists():
-            ids = [c.metadata.get("nbgrader", {}).get("grade_id") for c in nbformat.read(path, as_version=4).cells]
-            position[cell["notebook"]] = {grade_id: i for i, grade_id in enumerate(ids) if grade_id}
+            ids = [grade_id(c) for c in nbformat.read(path, as_version=4).cells]
+            position[cell["notebook"]] = {name: i for i, name in enumerate(ids) if name}
     return sorted(cells, key=lambda c: (c["notebook"], position.get(c["notebook"], {}).get(c["name"], 10**6), c["name"]))
 
 

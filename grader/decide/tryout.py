@@ -21,13 +21,14 @@ def execute(notebook, hand_in):
     import nbformat
     from nbclient import NotebookClient
 
+    from grader import cells
+
     os.environ.update(NBGRADER_EXECUTION="autograde", MNISTLAB_HAND_IN=str(hand_in), MNISTLAB_QUIET="1",
                       MPLBACKEND="Agg")
-    os.environ.setdefault("MNISTLAB_DATA_SOURCE", "offline")
     nb = nbformat.read(notebook, as_version=4)
     NotebookClient(nb, timeout=1200, allow_errors=True, kernel_name="python3",
                    resources={"metadata": {"path": str(Path(notebook).parent)}}).execute()
-    return {cell.metadata.get("nbgrader", {}).get("grade_id", f"cell {i}"): output.get("ename")
+    return {cells.grade_id(cell) or f"cell {i}": output.get("ename")
             for i, cell in enumerate(nb.cells) for output in cell.get("outputs", []) if output.get("output_type") == "error"}
 
 
@@ -39,6 +40,7 @@ def main(argv=None):
     parser.add_argument("--hand-in", help="folder for the handed-in values (default: a new temporary one)")
     parser.add_argument("--reuse", action="store_true", help="decide the values already in --hand-in; run nothing")
     args = parser.parse_args(argv)
+    os.environ.setdefault("MNISTLAB_DATA_SOURCE", "offline")  # the pinned data, for the notebook and the grader alike
     hand_in = Path(args.hand_in or tempfile.mkdtemp(prefix="tryout-"))
     hand_in.mkdir(parents=True, exist_ok=True)
     if not args.reuse:
