@@ -9,9 +9,10 @@ export MNISTLAB_DATA_SOURCE ?= offline
 # Debian packages, in one place (.ci/run and every target below use these lists):
 #   fonts-*    the pinned fonts the offline EMNIST-style letters are rendered from (mnistlab/letter_fonts.py)
 #   chromium   the real-browser test of the student's JupyterLab (tests/test_browser.py)
+#   postgresql the PostgreSQL server tests/test_postgres.py starts (a gradebook shared by two coordinators)
 LETTER_FONTS := fonts-urw-base35 fonts-crosextra-caladea fonts-crosextra-carlito fonts-comic-neue \
 	fonts-humor-sans fonts-breip fonts-dancingscript
-SYSTEM_PACKAGES := $(LETTER_FONTS) chromium
+SYSTEM_PACKAGES := $(LETTER_FONTS) chromium postgresql
 #   dataset-fashion-mnist  the offline Fashion-MNIST; only the benchmarks use it
 BENCH_PACKAGES := dataset-fashion-mnist
 # pip on some machines warns about every package it looks up in an empty local index: hide that noise.

@@ -37,6 +37,10 @@ def main(argv=None):
     p.add_argument("--assignment", help="the assignment (required for a zip; for a folder: only this one)")
     p.add_argument("--regexp", help="zip file names: FileNameCollectorPlugin.named_regexp with (?P<student_id>) "
                                     f"and (?P<file_id>) (default: the course config's, else {DEFAULT_REGEXP})")
+    p.add_argument("--collector", metavar="MODULE.CLASS",
+                   help="zip file names: an nbgrader collector plugin, a FileNameCollectorPlugin subclass (as "
+                        "`nbgrader zip_collect --collector`; e.g. plugin.CustomPlugin from plugin.py in the course "
+                        "folder), e.g. to read the LMS's submission times")
 
     p = commands.add_parser("autograde", help="grade every submission of ASSIGNMENT, in parallel and isolated")
     p.add_argument("assignments", nargs="+", metavar="ASSIGNMENT", help="one or more assignments, graded in one pool")
@@ -109,7 +113,7 @@ def run(args):
     elif args.command == "collect":
         from grader import collect
 
-        collect.collect(args.source, args.course, args.assignment, args.regexp)
+        collect.collect(args.source, args.course, args.assignment, args.regexp, args.collector)
     elif args.command == "autograde":
         from grader import autograde
 

@@ -24,6 +24,13 @@ nbgrader does the grading; this module only orchestrates it:
   recorded in the gradebook (as the cells' automatic comment) and in autograded/<s>/<a>/.grader.json.
 - .grader.json also keeps a hash of the submitted files and the assignment's source: a re-run skips
   graded, unchanged submissions (unless --force).
+- A worker lost mid-run (killed, crashed, its node gone) takes nothing with it: the scheduler sends the
+  submissions it held to other workers, which grade them from the start, and the run ends with a line
+  "worker lost; N submission(s) re-run on other workers: ..." (WorkersLost). Whatever it was running dies
+  with it (grader/sandbox.py: die_with_parent); the scratch folders it leaves are swept once their owner is
+  gone (grader/execute.py), at the end of such a run and at the start of every run.
+- An assignment whose notebooks do not use mnistlab (another nbgrader course) is graded by nbgrader alone,
+  without the clean checks, and nothing imports PyTorch: neither this process nor the workers.
 """
 
 import os
@@ -34,7 +41,7 @@ from pathlib import Path
 from grader import DEFAULT_MEMORY, DEFAULT_TIMEOUT, GraderError  # noqa: F401 (the defaults: callers use autograde.DEFAULT_*)
 from grader.course import (RECORD, course_directory, data_dir, files_under, fingerprint, hidden_paths,  # noqa: F401
                            read_record, record, submitted_students, template_gradebook)  # (RECORD, read_record: re-exported)
-from grader.execute import failed, grade_submission, warm_up
+from grader.execute import STARTED, failed, grade_submission, sweep_stale_scratch, warm_up
 
 
 # --- the coordinator --------------------------------------------------------------------------
@@ -61,7 +68,12 @@ def start_client(scheduler=None, workers=None):
 
 
 def plan(cd, assignment, students=None, force=False, **settings):
-    """The jobs to grade for `assignment`, and the records of those skipped (graded, unchanged)."""
+    """The jobs to grade for `assignment`, and the records of those skipped: graded and unchanged, that is
+    their files hash as their RECORD says, and the gradebook in use holds the grades the RECORD says were
+    written (course.holds). The gradebook is the truth: a RECORD alone (say, of a run into another --db)
+    skips nothing."""
+    from grader.course import graded_in_gradebook, holds, shown
+
     source = Path(cd.format_path(cd.source_directory, ".", assignment))
     if not source.is_dir():
         raise GraderError(f"no assignment {assignment!r}: {source} does not exist")
@@ -70,7 +82,7 @@ def plan(cd, assignment, students=None, force=False, **settings):
     source_files = files_under(source)
     config_file = Path(cd.root, "nbgrader_config.py")
     root = Path(cd.root)
-    jobs, skipped = [], {}
+    jobs, skipped, held, missing = [], {}, None, []
     for student in wanted:
         submitted = Path(cd.format_path(cd.submitted_directory, student, assignment))
         refused = []
@@ -78,8 +90,12 @@ def plan(cd, assignment, students=None, force=False, **settings):
         digest = fingerprint(files, source_files)
         previous = read_record(cd, assignment, student)
         if not force and previous and previous.get("hash") == digest:
-            skipped[assignment, student] = previous
-            continue
+            if held is None:  # read once, and only when some submission could be skipped
+                held = graded_in_gradebook(cd, assignment)
+            if holds(previous, held.get(student)):
+                skipped[assignment, student] = previous
+                continue
+            missing.append(student)
         payload = {str(submitted.relative_to(root) / name): data for name, data in files.items()}
         payload.update({str(source.relative_to(root) / name): data for name, data in source_files.items()})
         if config_file.exists():
@@ -87,6 +103,9 @@ def plan(cd, assignment, students=None, force=False, **settings):
         jobs.append(dict(settings, assignment=assignment, student=student, hash=digest, files=payload, refused=refused,
                          course_id=cd.course_id,
                          autograded=str(Path(cd.format_path(cd.autograded_directory, student, assignment)).relative_to(root))))
+    if missing:
+        print(f"{len(missing)} submission(s) of {assignment} graded before but not (or not so) in the gradebook "
+              f"{shown(cd.db_url)}: graded again")
     return jobs, skipped
 
 
@@ -126,8 +145,14 @@ def regraded(result):
 
 
 def done(cd, job, result, results, failures):
-    """Record one result and remember it (and its failure, to print at the end)."""
-    summary = record(cd, result)
+    """Record one result and remember it (and its failure, to print at the end). A result that cannot be
+    written (record retries first) is reported for its submission, and the batch goes on."""
+    try:
+        summary = record(cd, result)
+    except Exception as error:
+        failures.append(f"NOT RECORDED {job['assignment']}/{job['student']}: {type(error).__name__}: {error} "
+                        "(its RECORD was not written: run autograde again to grade it)")
+        return
     results[job["assignment"], job["student"]] = summary
     if summary["status"] == "failed":
         failures.append(f"FAILED {job['assignment']}/{job['student']}: {summary['reason']}")
@@ -142,6 +167,66 @@ def autograde(assignment, course=".", students=None, **options):
     return {student: summary for (_, student), summary in results.items()}
 
 
+def clean_checks_apply(cd, assignment):
+    """True if the grader's own clean checks (grader/clean.py, grader/decide) apply to `assignment`: its notebooks use
+    mnistlab, the only way a notebook hands models and values in. Any other nbgrader course is graded by nbgrader
+    alone, and then neither this process nor the workers import PyTorch."""
+    source = Path(cd.format_path(cd.source_directory, ".", assignment))
+    return any(b"mnistlab" in data for name, data in files_under(source).items() if name.endswith(".ipynb"))
+
+
+class WorkersLost:
+    """Workers that left the cluster during a run, and what that cost: from the scheduler's events, the
+    "remove-worker" event (topic "all": the worker, the tasks it held) and each task's start, which the
+    worker announces (grader/execute.py: announce_start, topic STARTED). A submission that had started on a
+    lost worker was graded again from the start elsewhere (re-run); one it only held was sent elsewhere.
+    Each removal may also leave a scratch folder on the lost worker's machine (its owner killed mid-grading):
+    the report sweeps them from the machines of the workers that remain (grader/execute.py)."""
+
+    def __init__(self, client):
+        self.client, self.events, self.started, self.topics = client, [], [], []
+        for topic, into in (("all", self.events), (STARTED, self.started)):
+            try:
+                client.subscribe_topic(topic, lambda event, into=into: into.append(event[1]))
+                self.topics.append(topic)
+            except Exception:  # (a scheduler that does not publish events: nothing to report)
+                pass
+
+    def report(self, by_key):
+        """The lines for the end of the run: none, or one when workers were lost ("worker lost; N submission(s)
+        re-run on other workers: ...")."""
+        removals = [e for e in list(self.events) if isinstance(e, dict) and e.get("action") == "remove-worker"
+                    and (not e.get("expected") or set(e.get("processing-tasks") or ()) & set(by_key))]
+        if not removals:
+            return []
+        lost = {str(e.get("worker")) for e in removals}
+        started = {(str(s.get("key")), str(s.get("worker"))) for s in list(self.started) if isinstance(s, dict)}
+        held = {k for e in removals for k in e.get("processing-tasks") or () if k in by_key}
+        rerun = {k for k in held if any((k, worker) in started for worker in lost)}
+        if STARTED not in self.topics:  # (no start events to tell them apart: count all it held)
+            rerun = held
+
+        def names(keys):
+            return ", ".join(sorted(f"{by_key[k]['assignment']}/{by_key[k]['student']}" for k in keys))
+
+        try:
+            swept = sum(len(folders) for folders in self.client.run(sweep_stale_scratch).values())
+        except Exception as error:
+            swept = f"none ({type(error).__name__}: the next run sweeps them)"
+        waiting = held - rerun
+        waiting = f"; {len(waiting)} held there had not started: sent to other workers ({names(waiting)})" if waiting else ""
+        return [f"worker lost; {len(rerun)} submission(s) re-run on other workers: {names(rerun) or 'none'}{waiting}. "
+                f"{len(lost)} worker(s) left the cluster mid-run ({', '.join(sorted(lost))}); "
+                f"scratch folders swept: {swept}"]
+
+    def stop(self):
+        for topic in self.topics:
+            try:
+                self.client.unsubscribe_topic(topic)
+            except Exception:
+                pass
+
+
 def autograde_many(assignments, course=".", db=None, scheduler=None, workers=None, force=False, students=None,
                    timeout=DEFAULT_TIMEOUT, memory=DEFAULT_MEMORY, cell_timeout=None, allow_network=False,
                    progress=True, client=None):
@@ -151,7 +236,7 @@ def autograde_many(assignments, course=".", db=None, scheduler=None, workers=Non
 
     cd, config = course_directory(course, db)
     settings = dict(timeout=timeout, memory=parse_size(memory), cell_timeout=cell_timeout, isolate_network=not allow_network,
-                    hide=hidden_paths(cd), data_dir=str(data_dir()))
+                    hide=hidden_paths(cd))
     jobs, results = [], {}
     for assignment in assignments:
         more, skipped = plan(cd, assignment, students, force, **settings)
@@ -162,24 +247,32 @@ def autograde_many(assignments, course=".", db=None, scheduler=None, workers=Non
     if not jobs:
         return results
 
-    from grader import clean  # (here: the workers import this module, and need no PyTorch)
-
     templates = {a: template_gradebook(cd, config, a) for a in sorted({job["assignment"] for job in jobs})}
-    baselines = {}
-    for assignment in templates:  # the data every sandbox reads (cached now), and the runs all students share
+    checked = {a: clean_checks_apply(cd, a) for a in templates}
+    baselines, data = {}, None
+    if any(checked.values()):
+        from grader import clean  # (here, not at the top: the workers import this module, and need no PyTorch)
+
+        data = str(data_dir())
+    for assignment in [a for a in templates if checked[a]]:
+        # the data every sandbox reads (cached now), and the runs all students share
         clean.warm_data(assignment)
         baselines[assignment] = clean.baselines(assignment)
     own_client, cluster = (client, None) if client else start_client(scheduler, workers)
     failures = []
 
     def task(job):  # what a worker needs to grade `job`
-        return dict(job, template=templates[job["assignment"]], baselines=baselines[job["assignment"]])
+        a = job["assignment"]
+        return dict(job, template=templates[a], baselines=baselines.get(a), clean=checked[a],
+                    data_dir=data if checked[a] else None)
 
+    lost = WorkersLost(own_client)
+    by_key = {}  # every task of this run (the re-grades too) -> its job
     try:
         own_client.run(warm_up)
         futures = [own_client.submit(grade_submission, task(job), pure=False,
                                      key=f"grade-{job['assignment']}-{job['student']}-{job['hash'][:12]}") for job in jobs]
-        by_key = {f.key: job for f, job in zip(futures, jobs)}
+        by_key.update({f.key: job for f, job in zip(futures, jobs)})
         bar = tqdm(total=len(futures), desc=f"autograde {assignments[0] if len(assignments) == 1 else f'{len(assignments)} assignments'}", unit="submission",
                    disable=not progress, file=sys.stdout)
         again = []  # submissions that hit a time limit: graded once more, alone, before a 0 is recorded
@@ -195,11 +288,14 @@ def autograde_many(assignments, course=".", db=None, scheduler=None, workers=Non
             bar.set_postfix(failed=len(failures))
         for job in again:  # one at a time: nothing else of this run shares the machine with it
             future = own_client.submit(grade_submission, task(job), pure=False)
+            by_key[future.key] = job
             done(cd, job, regraded(outcome(future, job)), results, failures)
             bar.update()
             bar.set_postfix(failed=len(failures))
         bar.close()
+        failures[:0] = lost.report(by_key)
     finally:
+        lost.stop()
         if not client:
             own_client.close()
             if cluster:

@@ -22,6 +22,7 @@ is always removed.
 
 import os
 import shutil
+import sys
 import tempfile
 import unicodedata
 from collections import defaultdict
@@ -70,12 +71,12 @@ def from_folder(folder):
 MAX_DEPTH = 3  # an LMS zip holds each student's upload, which may be a zip of zips: no deeper
 
 
-def from_zip(archive, assignment, regexp):
+def from_zip(archive, assignment, regexp, plugin=None):
     """The same, from an LMS zip. Each top-level entry's name says whose it is (matched by `regexp`, as
-    nbgrader's FileNameCollectorPlugin does); the files inside a student's own uploaded zip are that
-    student's, whatever their names say. Unsafe entries (paths leaving the archive, links, oversize
-    files, broken zips) cost only that entry or that student's upload, with the reason.
-    Extracts into a temporary folder, returned for the caller to remove."""
+    nbgrader's FileNameCollectorPlugin does, or by the collector `plugin`, see collector_plugin); the files
+    inside a student's own uploaded zip are that student's, whatever their names say. Unsafe entries (paths
+    leaving the archive, links, oversize files, broken zips) cost only that entry or that student's upload,
+    with the reason. Extracts into a temporary folder, returned for the caller to remove."""
     import io
     import re
     import stat
@@ -85,12 +86,36 @@ def from_zip(archive, assignment, regexp):
 
     scratch = tempfile.mkdtemp(prefix="grader-collect-")
     entries, problems = [], []
+    extracted = iter(range(10**9))
 
     def whose(name):
         """The regexp's groups for a file name (student_id, file_id, maybe timestamp), or None."""
         found = re.match(regexp, "/" + name)
         groups = found.groupdict() if found else {}
         return groups if groups.get("student_id") and groups.get("file_id") else None
+
+    def extract(zip_file, info, name):
+        """The entry written to a file of its own name (in a folder of its own), for the plugin to look at."""
+        path = Path(scratch, str(next(extracted)), *[p for p in name.split("/") if p])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(zip_file.read(info))
+        return path
+
+    def plugin_says(path, shown):
+        """What the collector plugin's collect() says of an extracted file, as nbgrader's zip_collect reads it."""
+        try:
+            info = plugin.collect(str(path))
+        except Exception as error:
+            problems.append(f"skipped {shown}: the collector {type(plugin).__name__} failed on it "
+                            f"({type(error).__name__}: {str(error)[:150]})")
+            return None
+        if not info:
+            return None
+        if not all(isinstance(info.get(key), str) and info[key] for key in ("student_id", "file_id")):
+            problems.append(f"skipped {shown}: the collector {type(plugin).__name__} gave no student_id and file_id "
+                            "(strings)")
+            return None
+        return info
 
     def walk(zip_file, where, owner, depth):
         for info in zip_file.infolist():
@@ -108,7 +133,12 @@ def from_zip(archive, assignment, regexp):
                 problems.append(f"skipped {shown}: {info.file_size / 2**20:,.0f} MiB, over {MAX_FILE // 2**20} MiB")
                 continue
             base = parts[-1]
-            claimed = whose(name if owner is None else base)
+            path = None
+            if plugin is not None and not base.endswith(".zip"):  # (a student's zip: its name, by the plugin's regexp)
+                path = extract(zip_file, info, name if owner is None else base)
+                claimed = plugin_says(path, shown)
+            else:
+                claimed = whose(name if owner is None else base)
             if owner is not None and claimed and student_key(claimed["student_id"]) != student_key(owner):
                 problems.append(f"skipped {shown}: a file inside {owner}'s upload names another student "
                                 f"({claimed['student_id']}); a student's files are filed under their own name only")
@@ -127,12 +157,21 @@ def from_zip(archive, assignment, regexp):
                 continue
             if student is None or not base.endswith(".ipynb"):
                 problems.append(f"skipped {shown}: " + ("not a notebook" if student is not None else
-                                f"its name does not match the collector's regular expression {regexp!r}"))
+                                f"its name does not match the collector's regular expression {regexp!r}" if plugin is None
+                                else f"the collector {type(plugin).__name__} skipped it (no match)"))
                 continue
-            path = Path(scratch, f"{len(entries)}-{base}")
-            path.write_bytes(zip_file.read(info))
-            file_id = claimed["file_id"] if claimed else base
-            timestamp = parse_utc(claimed["timestamp"]) if claimed and claimed.get("timestamp") else None
+            if path is None:
+                path = Path(scratch, f"{len(entries)}-{base}")
+                path.write_bytes(zip_file.read(info))
+            # as nbgrader's zip_collect: the file keeps its own extension, whatever the file_id says
+            file_id = os.path.splitext(claimed["file_id"])[0] + os.path.splitext(base)[1] if claimed else base
+            timestamp = None
+            if claimed and claimed.get("timestamp"):
+                try:
+                    timestamp = parse_utc(claimed["timestamp"])
+                except (ValueError, TypeError, OverflowError) as error:
+                    problems.append(f"{shown}: its timestamp {claimed['timestamp']!r} cannot be read ({error}); "
+                                    "the file's own time is used")
             entries.append((student, assignment, path, file_id, timestamp))
 
     try:
@@ -159,20 +198,55 @@ def bad_id(raw):
     return None
 
 
-def collect(source, course=".", assignment=None, regexp=None):
-    """Copy submissions from `source` into submitted/; returns the list of problems (also printed)."""
+def collector_plugin(name, cd, config, regexp=None):
+    """An instance of the collector plugin class `name` ("module.Class", as `nbgrader zip_collect --collector`:
+    a subclass of nbgrader's FileNameCollectorPlugin, its module importable or in the course folder), configured
+    by the course's nbgrader_config.py; `regexp`, if given, is its named_regexp."""
+    import importlib
+
+    from nbgrader.plugins import FileNameCollectorPlugin
+
+    module, _, attribute = name.rpartition(".")
+    if not module:
+        raise GraderError(f"--collector {name}: write it as module.Class, e.g. plugin.CustomPlugin (plugin.py in the "
+                          "course folder)")
+    sys.path.insert(0, cd.root)
+    try:
+        plugin = getattr(importlib.import_module(module), attribute)
+    except (ImportError, AttributeError) as error:
+        raise GraderError(f"--collector {name}: cannot import it ({type(error).__name__}: {error}); put {module}.py "
+                          "in the course folder or install it") from None
+    finally:
+        sys.path.remove(cd.root)
+    if not (isinstance(plugin, type) and issubclass(plugin, FileNameCollectorPlugin)):
+        raise GraderError(f"--collector {name}: not a subclass of nbgrader's FileNameCollectorPlugin")
+    instance = plugin(config=config)
+    if regexp or not instance.named_regexp:
+        instance.named_regexp = regexp or DEFAULT_REGEXP
+    return instance
+
+
+def collect(source, course=".", assignment=None, regexp=None, collector=None):
+    """Copy submissions from `source` into submitted/; returns the list of problems (also printed).
+
+    `collector` ("module.Class"): an nbgrader collector plugin that reads whose each file of an LMS zip is, and
+    when it was submitted (as `nbgrader zip_collect --collector`); default: the regular expression."""
     cd, config = course_directory(course)
     source = Path(source)
     scratch = None
     if source.is_dir():
+        if collector:
+            raise GraderError("--collector reads the file names of an LMS zip; a folder says whose it is by <student>/")
         entries, problems = from_folder(source)
         if assignment:
             entries = [e for e in entries if e[1] == assignment]
     elif source.is_file() and source.suffix in (".zip", ".gz"):
         if not assignment:
             raise GraderError("collecting from an LMS zip: say which assignment it holds with --assignment NAME")
-        regexp = regexp or config.get("FileNameCollectorPlugin", {}).get("named_regexp") or DEFAULT_REGEXP
-        entries, problems, scratch = from_zip(source, assignment, regexp)
+        plugin = collector_plugin(collector, cd, config, regexp) if collector else None
+        regexp = (plugin.named_regexp if plugin else None) or regexp or \
+            config.get("FileNameCollectorPlugin", {}).get("named_regexp") or DEFAULT_REGEXP
+        entries, problems, scratch = from_zip(source, assignment, regexp, plugin)
     else:
         raise GraderError(f"{source}: not a folder of <student>/<assignment>/ nor a .zip file")
 
@@ -221,7 +295,9 @@ def file_away(cd, entries, problems):
             if Path(file_id).is_absolute() or ".." in Path(file_id).parts:
                 problems.append(f"skipped {file_id!r} from {student} for {name}: a file name that leaves the folder")
                 continue
-            when = timestamp or datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
+            # (nbgrader's timestamps are naive UTC; the file's own time is aware: compared as UTC, both)
+            when = (timestamp.replace(tzinfo=timezone.utc) if timestamp
+                    else datetime.fromtimestamp(path.stat().st_mtime, timezone.utc))
             if file_id in chosen:
                 problems.append(f"duplicate file {file_id} from {student} for {name}: kept the newest")
             if file_id not in chosen or when >= chosen[file_id][0]:

@@ -4,17 +4,24 @@ reads or writes them (autograde's coordinator, feedback, report, export and coll
   course_directory    nbgrader's CourseDirectory and config, from the course's nbgrader_config.py
   submitted_students  who submitted an assignment; files_under / fingerprint: a folder's files and hash
   template_gradebook  a one-assignment gradebook each grading task starts from
-  record / read_record  one graded submission into autograded/<s>/<a>/ and the gradebook (RECORD)
+  record / read_record  one graded submission into autograded/<s>/<a>/ and the gradebook (RECORD); record is
+                      safe with several coordinators writing one gradebook at once (each write is retried)
+  graded_in_gradebook / holds  what the gradebook in use holds, and whether it holds what a RECORD says
   hidden_paths        what a student's kernel must not see of this machine
 """
 
+import contextlib
+import errno
 import hashlib
 import json
+import logging
 import os
+import random
 import shutil
 import sys
 import tempfile
 import time
+import uuid
 import warnings
 from pathlib import Path
 
@@ -22,6 +29,11 @@ from grader import GraderError, sandbox
 from grader.build import tool_env
 
 RECORD = ".grader.json"
+WRITE_TRIES = 6  # a gradebook write that meets another writer (a duplicate key, a lock, a deadlock) is tried again
+log = logging.getLogger("grader.course")
+# The pip package of each database driver SQLAlchemy may ask for (the module it imports -> what to install).
+DRIVERS = {"psycopg": "psycopg[binary]", "psycopg2": "psycopg2-binary", "pymysql": "pymysql",
+           "MySQLdb": "mysqlclient", "pg8000": "pg8000", "asyncpg": "asyncpg"}
 
 
 def course_directory(course=".", db=None):
@@ -42,7 +54,101 @@ def course_directory(course=".", db=None):
     config.CourseDirectory.root = root
     if db:
         config.CourseDirectory.db_url = db
-    return CourseDirectory(config=config), config
+    cd = CourseDirectory(config=config)
+    url = database_url(cd.db_url)
+    if url != cd.db_url:
+        config.CourseDirectory.db_url = cd.db_url = url
+    return cd, config
+
+
+def database_url(url):
+    """The gradebook URL as SQLAlchemy will use it, checked: its database driver must be installed.
+
+    postgresql://... names no driver: SQLAlchemy 2.0 would pick psycopg2, 2.1 psycopg (3). It is made
+    postgresql+psycopg://..., the driver this package installs (pyproject.toml), whatever the version."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError as error:
+        raise GraderError(f"cannot read the gradebook URL {url!r}: {error} (e.g. sqlite:///gradebook.db or "
+                          "postgresql://user@host/course)") from None
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+        url = parsed.render_as_string(hide_password=False)
+    try:
+        dialect = parsed.get_dialect()
+        (getattr(dialect, "import_dbapi", None) or dialect.dbapi)()
+    except NoSuchModuleError:
+        raise GraderError(f"the gradebook URL {shown(url)} names a database SQLAlchemy does not know "
+                          f"({parsed.drivername}): use sqlite:///PATH or postgresql://user@host/course") from None
+    except ImportError as error:
+        module = (getattr(error, "name", None) or str(error)).split(".")[0]
+        package = DRIVERS.get(module, module)
+        raise GraderError(f"the gradebook {shown(url)} needs the database driver {module!r}, which is not installed "
+                          f"in this Python: install it with\n    {sys.executable} -m pip install '{package}'\n"
+                          "(`pip install -e .` in the course checkout installs psycopg, the PostgreSQL driver)") from None
+    return url
+
+
+def shown(url):
+    """A gradebook URL for messages: without its password."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "(an unreadable URL)"
+
+
+@contextlib.contextmanager
+def gradebook(url, course_id):
+    """nbgrader's Gradebook on `url`, closed afterwards with its connections (one engine per Gradebook:
+    a coordinator that writes thousands of submissions would otherwise keep a connection open for each)."""
+    from nbgrader.api import Gradebook
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # SQLAlchemy's SAWarnings about nbgrader's own session use
+        gb = Gradebook(url, course_id)
+        try:
+            yield gb
+        finally:
+            gb.close()
+            gb.engine.dispose()
+
+
+class QuietRollbacks(logging.Filter):
+    """nbgrader logs a traceback for each write it rolls back; the grader retries those (see record)."""
+
+    def filter(self, entry):
+        return not str(entry.msg).startswith("Rolling back session due to database error")
+
+
+def retried(what, url, write):
+    """write(), tried again (WRITE_TRIES in all, after a short random pause) when it meets another writer:
+    a duplicate key of a row created meanwhile, a locked SQLite file, a PostgreSQL deadlock. Each try
+    opens its own session. Raises GraderError, saying `what` could not be written, if the last try fails."""
+    from nbgrader.api import InvalidEntry
+    from sqlalchemy.exc import DBAPIError
+
+    nbgrader_log = logging.getLogger("tornado.application")  # nbgrader's app_log
+    quiet = QuietRollbacks()
+    nbgrader_log.addFilter(quiet)
+    try:
+        for attempt in range(1, WRITE_TRIES + 1):
+            try:
+                return write()
+            except (InvalidEntry, DBAPIError) as error:
+                first_line = (str(error).strip().splitlines() or [""])[0][:300]
+                if attempt == WRITE_TRIES:
+                    raise GraderError(f"could not write {what} into the gradebook {shown(url)} ({WRITE_TRIES} tries): "
+                                      f"{type(error).__name__}: {first_line}") from error
+                log.info("gradebook write of %s met another writer (try %d): %s: %s", what, attempt,
+                         type(error).__name__, first_line)
+                time.sleep(random.uniform(0.02, 0.1) * 2 ** attempt)
+    finally:
+        nbgrader_log.removeFilter(quiet)
 
 
 def submitted_students(cd, assignment):
@@ -119,14 +225,26 @@ def template_gradebook(cd, config, assignment):
         if not result["success"]:
             raise GraderError(f"nbgrader generate_assignment {assignment} failed:\n{result.get('log', '')}{result.get('error', '')}")
 
-    with tempfile.TemporaryDirectory() as scratch:
-        with Gradebook(cd.db_url, cd.course_id) as gb:
+    def known():  # (whether the real gradebook has the assignment, its due date)
+        with gradebook(cd.db_url, cd.course_id) as gb:
             try:
-                known, duedate = bool(gb.find_assignment(assignment).notebooks), gb.find_assignment(assignment).duedate
+                found = gb.find_assignment(assignment)
+                return bool(found.notebooks), found.duedate
             except MissingEntry:
-                known, duedate = False, None
-        if not known:
-            generate(cd.db_url, os.path.join(scratch, "real-release"))
+                return False, None
+
+    with tempfile.TemporaryDirectory() as scratch:
+        # Another coordinator may be adding the assignment at the same time: whoever fails looks again.
+        for attempt in range(1, WRITE_TRIES + 1):
+            there, duedate = retried(f"the assignment {assignment}", cd.db_url, known)
+            if there:
+                break
+            try:
+                generate(cd.db_url, os.path.join(scratch, f"real-release-{attempt}"))
+            except GraderError:
+                if attempt == WRITE_TRIES:
+                    raise
+                time.sleep(random.uniform(0.02, 0.1) * 2 ** attempt)
         path = os.path.join(scratch, "template.db")
         generate(f"sqlite:///{path}", os.path.join(scratch, "release"))
         with Gradebook(f"sqlite:///{path}", cd.course_id) as gb:  # late penalties need the due date
@@ -140,26 +258,33 @@ def read_record(cd, assignment, student):
 
 
 def record(cd, result):
-    """Write one result into autograded/ and the gradebook (the coordinator is the only writer)."""
-    from nbgrader.api import Gradebook
+    """Write one result into the gradebook, then into autograded/<s>/<a>/ (the folder and its RECORD at once).
 
+    Safe with other coordinators writing the same gradebook and course folder at the same time: the
+    gradebook write is retried when it meets another writer (retried), and the folder is made aside and
+    moved into place whole. Raises GraderError if the gradebook write still fails: nothing is then written
+    to autograded/, so a re-run grades the submission again."""
     assignment, student = result["assignment"], result["student"]
     folder = Path(cd.format_path(cd.autograded_directory, student, assignment))
-    if folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
-    if result["status"] == "graded":
-        for name, data in result["files"].items():
-            Path(folder, name).parent.mkdir(parents=True, exist_ok=True)
-            Path(folder, name).write_bytes(data)
-    else:  # keep the student's files next to the reason, for whoever looks at it by hand
-        submitted = Path(cd.format_path(cd.submitted_directory, student, assignment))
-        for name, data in files_under(submitted).items():
-            Path(folder, name).parent.mkdir(parents=True, exist_ok=True)
-            Path(folder, name).write_bytes(data)
+    written = retried(f"{assignment}/{student}", cd.db_url, lambda: write_grades(cd, result))
 
-    with warnings.catch_warnings(), Gradebook(cd.db_url, cd.course_id) as gb:
-        warnings.simplefilter("ignore")  # SQLAlchemy's SAWarnings about nbgrader's own session use
+    summary = {key: result.get(key) for key in ("status", "reason", "hash", "cell_errors", "sandbox", "peak_mib", "seconds",
+                                                 "checks", "flags", "cell_notes")}
+    summary.update(written, graded_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    if result["status"] == "graded":
+        files = result["files"]
+    else:  # keep the student's files next to the reason, for whoever looks at it by hand
+        files = files_under(Path(cd.format_path(cd.submitted_directory, student, assignment)))
+    files = dict(files, **{RECORD: json.dumps(summary, indent=1).encode()})
+    replace_folder(folder, files)
+    return summary
+
+
+def write_grades(cd, result):
+    """One result into the gradebook, in one session: the student and the submission made if missing.
+    Returns what the RECORD keeps of it: score, max_score, manual_pending and auto_scores."""
+    assignment, student = result["assignment"], result["student"]
+    with gradebook(cd.db_url, cd.course_id) as gb:
         gb.update_or_create_student(student)
         timestamp = (result["scores"] or {}).get("timestamp")
         submission = gb.update_or_create_submission(assignment, student, **({"timestamp": timestamp} if timestamp else {}))
@@ -181,14 +306,87 @@ def record(cd, result):
                 for comment in notebook.comments:
                     comment.auto_comment = f"Not graded: {result['reason']}"
         gb.db.commit()
-        score, max_score = submission.score, submission.max_score
-        pending = sum(g.max_score for nb in submission.notebooks for g in nb.grades if g.needs_manual_grade)
+        grades = [(nb.name, g) for nb in submission.notebooks for g in nb.grades]
+        return {"score": submission.score, "max_score": submission.max_score,
+                "manual_pending": sum(g.max_score for _, g in grades if g.needs_manual_grade),
+                "auto_scores": {f"{name}/{g.name}": g.auto_score for name, g in sorted(grades, key=lambda x: (x[0], x[1].name))}}
 
-    summary = {key: result.get(key) for key in ("status", "reason", "hash", "cell_errors", "sandbox", "peak_mib", "seconds",
-                                                 "checks", "flags", "cell_notes")}
-    summary.update(score=score, max_score=max_score, manual_pending=pending, graded_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-    Path(folder, RECORD).write_text(json.dumps(summary, indent=1))
-    return summary
+
+def replace_folder(folder, files):
+    """Make `folder` hold exactly `files` ({relative path: bytes}), all at once: they are written into a
+    hidden folder beside it, which then takes its place (a rename). Another coordinator doing the same
+    at the same time leaves one complete folder, never a mix of both or half of one."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = folder.parent / f".{folder.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    staging.mkdir()
+    try:
+        for name, data in files.items():
+            Path(staging, name).parent.mkdir(parents=True, exist_ok=True)
+            Path(staging, name).write_bytes(data)
+        for _ in range(20):
+            try:
+                os.rename(staging, folder)  # atomic; fails while `folder` is there and not empty
+                return
+            except OSError as error:
+                if error.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise
+                if not folder.exists():
+                    continue
+            old = folder.parent / f".{folder.name}.old-{uuid.uuid4().hex[:8]}"
+            try:
+                os.rename(folder, old)
+            except FileNotFoundError:  # another coordinator moved it away first
+                continue
+            shutil.rmtree(old, ignore_errors=True)
+        raise GraderError(f"could not replace {folder}: other processes kept writing it")
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def graded_in_gradebook(cd, assignment):
+    """{student: {"notebook/cell": automatic score}} of the submissions of `assignment` that the gradebook in
+    use holds with a grade for every graded cell of the assignment ({} if it does not know the assignment)."""
+    from nbgrader.api import BaseCell, Grade, MissingEntry, Notebook, SubmittedAssignment, SubmittedNotebook
+    from sqlalchemy.exc import DBAPIError
+
+    try:
+        with gradebook(cd.db_url, cd.course_id) as gb:
+            try:
+                found = gb.find_assignment(assignment)
+            except MissingEntry:
+                return {}
+            cells = {f"{nb.name}/{c.name}" for nb in found.notebooks for c in [*nb.grade_cells, *nb.task_cells]}
+            rows = (gb.db.query(SubmittedAssignment.student_id, Notebook.name, BaseCell.name, Grade.auto_score)
+                    .select_from(Grade)
+                    .join(SubmittedNotebook, Grade.notebook_id == SubmittedNotebook.id)
+                    .join(SubmittedAssignment, SubmittedNotebook.assignment_id == SubmittedAssignment.id)
+                    .join(Notebook, SubmittedNotebook.notebook_id == Notebook.id)
+                    .join(BaseCell, Grade.cell_id == BaseCell.id)
+                    .filter(SubmittedAssignment.assignment_id == found.id)).all()
+    except DBAPIError as error:
+        raise GraderError(f"cannot read the gradebook {shown(cd.db_url)}: {type(error).__name__}: "
+                          f"{(str(error).strip().splitlines() or [''])[0][:300]}") from None
+    held = {}
+    for student, notebook, cell, score in rows:
+        held.setdefault(student, {})[f"{notebook}/{cell}"] = score
+    return {student: grades for student, grades in held.items() if cells and set(grades) >= cells}
+
+
+def holds(previous, grades):
+    """Whether the gradebook's grades of one submission (from graded_in_gradebook, or None) are those its
+    RECORD `previous` says were written: the same automatic score in every graded cell."""
+    if not grades:
+        return False
+    expected = previous.get("auto_scores")
+    if expected is None:  # a record written before records kept the scores: any automatic score will do
+        return any(score is not None for score in grades.values())
+    return set(expected) == set(grades) and all(same_score(expected[cell], grades[cell]) for cell in expected)
+
+
+def same_score(a, b):
+    return a is None and b is None or (a is not None and b is not None and abs(a - b) < 1e-9)
 
 
 def data_dir():

@@ -11,13 +11,15 @@ The result is a plain dict the coordinator records (grader/course.py: record).
 import json
 import os
 import shutil
+import socket
+import stat
 import tempfile
 import time
 from pathlib import Path
 
 import nbformat
 
-from grader import integrity, preflight, rescore, sandbox
+from grader import cells, integrity, preflight, rescore, sandbox
 from grader.course import MAX_GRADED_NOTEBOOK, files_under
 
 SCRATCH_ROOT = Path(tempfile.gettempdir(), "mnistlab-grader")  # every scratch course lives here (the jail hides the others)
@@ -26,15 +28,15 @@ SCRATCH_ROOT = Path(tempfile.gettempdir(), "mnistlab-grader")  # every scratch c
 def grade_submission(job):
     """Grade one submission in a scratch course; return what the coordinator records."""
     start = time.perf_counter()
-    SCRATCH_ROOT.mkdir(exist_ok=True)
-    scratch = tempfile.mkdtemp(prefix=f"{job['student']}-", dir=SCRATCH_ROOT)
+    announce_start()
+    scratch = new_scratch(job["student"])
     try:
         files, problems, notes = preflight.check_notebooks(job)
         if problems:  # nothing nbgrader could grade: say why, in words the student understands
             return failed(job, "; ".join(problems), start)
         ran = execute_isolated(job, files, scratch)
         checks, flags, scores = [], [], ran["scores"]
-        if not ran["reason"]:
+        if not ran["reason"] and job.get("clean", True):  # (False: a course without this one's checks)
             checks = rescore.clean_checks(job, scratch)
             scores, notes = rescore.apply_checks(scores, checks, notes)
             flags = [c["flag"] for c in checks if c.get("flag")] + rescore.unconfirmed(checks, ran["files"], ran["errors"])
@@ -46,7 +48,93 @@ def grade_submission(job):
                 "log_tail": ran["log"][-4000:], "sandbox": ran["sandbox"], "peak_mib": round(ran["peak"] / 2**20),
                 "seconds": round(time.perf_counter() - start, 2)}
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        remove(scratch)
+
+
+STARTED = "grader-started"  # the event topic of announce_start
+
+
+def announce_start():
+    """Tell the coordinator (through the scheduler's events) that this worker started the task it runs: if the
+    worker is lost, the coordinator knows which submissions were under way there (and were graded again
+    elsewhere) and which it only held. Outside a Dask worker, nothing."""
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+        worker.log_event(STARTED, {"key": str(worker.get_current_task()), "worker": worker.address})
+    except Exception:  # (not in a worker, or an older Dask: the report then counts what the lost worker held)
+        pass
+
+
+# --- scratch folders ----------------------------------------------------------------------------
+# A scratch course is named <student>-<random>.<pid>@<host>: the grading process that owns it (the Dask
+# worker) and its machine. A worker killed mid-grading cannot remove its own (nor can anything it started:
+# they die with it); the next sweep on that machine does, once the owner is gone.
+
+def new_scratch(student):
+    """A new scratch course folder in SCRATCH_ROOT, named after its owner (this process) and machine."""
+    SCRATCH_ROOT.mkdir(exist_ok=True)
+    return tempfile.mkdtemp(prefix=f"{student}-", suffix=f".{os.getpid()}@{socket.gethostname()}", dir=SCRATCH_ROOT)
+
+
+def owner_of(name):
+    """(pid, host) of the process that made scratch folder `name`, or None for a name not made by new_scratch."""
+    head, _, host = name.rpartition("@")
+    pid = head.rpartition(".")[2]
+    return (int(pid), host) if host and pid.isdigit() else None
+
+
+def owner_gone(path, pid):
+    """True if process `pid` cannot own the folder `path`: it is gone (or a zombie), or was started after the folder
+    last changed (its pid used again). A folder whose owner runs is never stale, however old."""
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:  # dead, not yet reaped by its parent
+            return True
+        started = process.create_time()
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.Error:  # (e.g. not allowed to look): treat it as running
+        return False
+    try:
+        return started > os.lstat(path).st_mtime + 1
+    except OSError:
+        return False
+
+
+def sweep_stale_scratch(root=None):
+    """Remove the scratch folders on this machine whose owner process is gone (a killed worker's); returns their
+    names. Folders of running graders, of other machines (a shared temporary folder) and of unknown form stay."""
+    root, swept, host = Path(root or SCRATCH_ROOT), [], socket.gethostname()
+    try:
+        entries = list(os.scandir(root))
+    except OSError:
+        return swept
+    for entry in entries:
+        owner = owner_of(entry.name)
+        if owner and owner[1] == host and entry.is_dir(follow_symlinks=False) and owner_gone(entry.path, owner[0]):
+            remove(entry.path)
+            swept.append(entry.name)
+    return swept
+
+
+def remove(folder):
+    """Remove a folder however its contents were left (a notebook may make folders read-only)."""
+    def writable_and_again(function, path, _):
+        try:
+            os.chmod(os.path.dirname(path), stat.S_IRWXU)
+            if os.path.isdir(path) and not os.path.islink(path):
+                os.chmod(path, stat.S_IRWXU)
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                os.unlink(path)
+        except OSError:
+            pass
+
+    shutil.rmtree(folder, onerror=writable_and_again)
 
 
 def execute_isolated(job, files, scratch):
@@ -91,7 +179,9 @@ def verify(files):
 
 
 def warm_up():
-    """Start this worker's zygote (it imports nbgrader, seconds) before the first submission arrives."""
+    """Start this worker's zygote (it imports nbgrader, seconds) before the first submission arrives, and sweep the
+    scratch folders killed workers left on this machine."""
+    sweep_stale_scratch()
     with sandbox.zygote():
         return os.getpid()
 
@@ -181,8 +271,7 @@ def cell_errors(files):
     for name, data in files.items():
         if name.endswith(".ipynb"):
             for cell in nbformat.reads(data.decode(), as_version=4).cells:
-                meta = cell.get("metadata", {}).get("nbgrader", {})
-                grade_id = meta.get("grade_id") if meta.get("grade") or meta.get("solution") else None
+                grade_id = cells.grade_id(cell) if cells.is_grade(cell) or cells.is_solution(cell) else None
                 for output in cell.get("outputs", []):
                     if grade_id and output.get("output_type") == "error":
                         errors[grade_id] = output.get("ename", "error")

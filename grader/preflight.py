@@ -9,12 +9,15 @@ from pathlib import Path
 
 import nbformat
 
+from grader import cells
+
 def check_notebooks(job):
     """Look at the submitted notebooks before grading. Returns (files to grade, problems, notes).
 
     problems (nothing can be graded): no notebook of the assignment's name, one that is not a notebook.
     notes {grade id: text}: grade cells deleted, retyped or duplicated (nbgrader restores or drops them).
-    Duplicated cell ids are renumbered (the notebook format forbids them; JupyterLab never makes them).
+    Duplicated cell ids are renumbered (the notebook format forbids them; JupyterLab never makes them); a notebook
+    of nbformat 4.0-4.4 has no cell ids, and is left without.
     """
     files, problems, notes = dict(job["files"]), [], {}
     for refused in job.get("refused", []):  # links, special and oversize files: never copied (grader/course.py)
@@ -41,7 +44,9 @@ def check_notebooks(job):
         master = nbformat.reads(files[masters[name]].decode("utf-8"), as_version=4)
         notes.update(grade_cell_notes(master, nb))
         changed = drop_duplicate_grade_cells(nb)
-        ids = [cell.get("id") for cell in nb.cells]
+        # Cell ids exist from nbformat 4.5 on: a 4.0-4.4 notebook has none, and must not get any (it would no
+        # longer be valid). Only ids a notebook has can be duplicated.
+        ids = [cell["id"] for cell in nb.cells if cell.get("id") is not None] if has_cell_ids(nb) else []
         if len(set(ids)) < len(ids):
             import uuid
 
@@ -57,12 +62,16 @@ def check_notebooks(job):
     return files, problems, notes
 
 
+def has_cell_ids(nb):
+    """True for a notebook whose format has cell ids (nbformat 4.5 and later)."""
+    return (nb.get("nbformat", 4), nb.get("nbformat_minor", 0)) >= (4, 5)
+
+
 def drop_duplicate_grade_cells(nb):
     """Copies of a graded cell become plain cells (nbgrader itself would reject the notebook). True if any."""
     seen, changed = set(), False
     for cell in nb.cells:
-        meta = cell.get("metadata", {}).get("nbgrader", {})
-        grade_id = meta.get("grade_id")
+        grade_id = cells.grade_id(cell)
         if grade_id and grade_id in seen:
             del cell["metadata"]["nbgrader"]
             changed = True
@@ -73,8 +82,7 @@ def drop_duplicate_grade_cells(nb):
 def grade_cell_notes(master, submitted):
     """{grade id: what happened to it} for grade cells deleted, retyped or duplicated in `submitted`."""
     def grade_cells(nb):
-        return [(c.get("metadata", {}).get("nbgrader", {}).get("grade_id"), c.cell_type) for c in nb.cells
-                if c.get("metadata", {}).get("nbgrader", {}).get("grade")]
+        return [(cells.grade_id(c), c.cell_type) for c in nb.cells if cells.is_grade(c)]
 
     theirs = grade_cells(submitted)
     notes = {}

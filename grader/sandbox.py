@@ -10,8 +10,9 @@ grading process (a Dask worker) keeps a small *zygote*: a helper process that im
   3. moves into a new mount namespace where every file system is read-only except its scratch
      course: it cannot write the gradebook, the course source or another student's files;
   4. points Jupyter's kernel spec "python3" at grader/jail.py, which starts the student's kernel in
-     its own PID namespace, with the gradebook, the hidden tests, the course folder and the other
-     scratch courses covered, and with no capabilities left (so it cannot undo any of this);
+     its own PID namespace, on a root file system that holds only what it runs on and its own
+     folders of the scratch course, as an unprivileged uid of its own with a limit on processes and
+     threads, and with no capabilities left (so it cannot undo any of this);
   5. runs `nbgrader autograde ASSIGNMENT --student STUDENT` in the scratch course, in-process.
 
 A score job calls the function its "entry" names ("module:function", e.g. grader.clean's
@@ -116,14 +117,21 @@ def mount_points():
     return points
 
 
+def drop_bounding_set():
+    """Empty the capability bounding set (what a later execve() could give back); needs CAP_SETPCAP,
+    so grader/jail.py calls it before it changes to the kernel's uid."""
+    PR_CAPBSET_DROP = 24
+    libc = ctypes.CDLL(None, use_errno=True)
+    for capability in range(64):
+        if libc.prctl(PR_CAPBSET_DROP, capability, 0, 0, 0) != 0:
+            break  # past the last capability this kernel knows (or already dropped)
+
+
 def drop_capabilities():
     """Give up every capability, for good: the student's code, even running as root, can no longer
     mount (undo the read-only file systems), enter other namespaces or bypass file permissions."""
-    PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 24, 38
-    libc = ctypes.CDLL(None, use_errno=True)
-    for capability in range(64):  # the bounding set: what a later execve() could give back
-        if libc.prctl(PR_CAPBSET_DROP, capability, 0, 0, 0) != 0:
-            break  # past the last capability this kernel knows
+    PR_SET_NO_NEW_PRIVS = 38
+    drop_bounding_set()
     header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
     nothing = (ctypes.c_uint32 * 6)()  # effective, permitted, inheritable: all empty
     libc_call("capset", header, nothing)
@@ -157,39 +165,38 @@ def isolate(scratch, network=True, keep_capabilities=False):
 KEEP_FOR_KERNEL = ("autograded", "home", "hand-in")  # all the jailed kernel sees of its scratch course
 
 
-def kernel_needs(path):
-    """True if `path` is, or holds, what the student's kernel runs on (Python, mnistlab): never cover it whole."""
+def kernel_paths():
+    """What the student's kernel runs on: the Python installation (this venv and the Python it was made
+    from) and the mnistlab package's folder (not the checkout around it)."""
     import importlib.util
 
     spec = importlib.util.find_spec("mnistlab")
-    needed = [sys.prefix, sys.base_prefix] + ([os.path.dirname(spec.origin)] if spec and spec.origin else [])
+    return [sys.prefix, sys.base_prefix] + ([os.path.dirname(spec.origin)] if spec and spec.origin else [])
+
+
+def kernel_needs(path):
+    """True if `path` is, or holds, what the student's kernel runs on (Python, mnistlab): never cover it whole."""
     path = os.path.realpath(path).rstrip(os.sep)
-    return any(n == path or n.startswith(path + os.sep) for n in map(os.path.realpath, needed))
-
-
-def cover_around(scratch, tmp):
-    """The widest folder the jail may cover (keeping the scratch course): the temporary folder `tmp`,
-    unless Python or mnistlab live in it (a checkout in /tmp); then only the scratch course's parent."""
-    tmp = os.path.realpath(tmp)
-    if scratch.startswith(tmp + os.sep) and not kernel_needs(tmp):
-        return tmp
-    return os.path.dirname(scratch)
+    return any(n == path or n.startswith(path + os.sep) for n in map(os.path.realpath, kernel_paths()))
 
 
 def kernel_spec(job):
     """A kernel spec "python3" that starts the kernel through grader/jail.py (nbgrader asks for "python3").
 
-    JUPYTER_PATH puts it ahead of the installed one. Returns the folder to put on JUPYTER_PATH.
+    JUPYTER_PATH puts it ahead of the installed one. Returns the folder to put on JUPYTER_PATH. It lives
+    in scratch/grader, which the kernel never sees: a kernel that could rewrite the spec would choose what
+    nbgrader starts next, with its capabilities. `python -P`: nothing is imported from the working folder
+    (the notebook's folder, which the kernel can write), only grader.jail itself.
     """
     scratch = job["scratch"]
     config = Path(scratch, "grader", "jail.json")
     config.write_text(json.dumps({"scratch": scratch, "keep": list(KEEP_FOR_KERNEL), "hide": job.get("hide", []),
-                                  "cover_around": cover_around(scratch, job.get("tmp") or os.path.dirname(scratch))}))
-    folder = Path(scratch, "home", "jupyter")
+                                  "read_only": kernel_paths() + ([job["data_dir"]] if job.get("data_dir") else [])}))
+    folder = Path(scratch, "grader", "jupyter")
     spec = folder / "kernels" / "python3"
     spec.mkdir(parents=True, exist_ok=True)
     (spec / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "grader.jail", str(config), "-f", "{connection_file}"],
+        "argv": [sys.executable, "-P", "-m", "grader.jail", str(config), "-f", "{connection_file}"],
         "display_name": "Python 3 (grader jail)", "language": "python", "metadata": {"debugger": False}}))
     return folder
 
@@ -281,10 +288,50 @@ def save_scores(job):
     Path(job["scratch"], "grader", "scores.json").write_text(json.dumps({"timestamp": timestamp, "notebooks": notebooks}))
 
 
+PARENT_PID = "GRADER_PARENT_PID"  # the pid a program started by a grader process must find as its parent
+_forking, _forked_from = None, None  # in a child of os.fork(): the pid of the process that forked it
+
+
+def _before_fork():
+    global _forking
+    _forking = os.getpid()
+
+
+def _in_forked_child():
+    global _forked_from
+    _forked_from = _forking
+
+
+os.register_at_fork(before=_before_fork, after_in_child=_in_forked_child)
+
+
 def die_with_parent():
-    """Ask Linux to kill this process when its parent dies (a killed Dask worker leaves nothing behind)."""
+    """Ask Linux to kill this process when its parent dies (a killed Dask worker leaves nothing behind).
+
+    Linux sends that signal only for a parent that dies after the request: a parent killed between
+    starting this process and this call (a worker killed just then) leaves it running, re-parented,
+    for as long as its job lasts. So the call then checks that the parent is still the one that
+    started it, and exits if that one is gone: after os.fork() the forking process's pid (recorded
+    just before the fork), in a program another grader process started its GRADER_PARENT_PID, which
+    this call sets for the programs this process starts in turn (the zygote's for the worker, the
+    jail's for nbgrader). A process 1 of a new PID namespace sees no parent (getppid() is 0): /proc,
+    still the host's at this point, says whether the parent lives."""
     PR_SET_PDEATHSIG = 1
     ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    expected = _forked_from or int(os.environ.get(PARENT_PID) or 0)
+    if expected and os.getppid() != expected and not _alive(expected):
+        os._exit(1)  # orphaned before the request above took effect: the job is lost anyway
+    os.environ[PARENT_PID] = str(os.getpid())
+
+
+def _alive(pid):
+    """True if process `pid` runs (a zombie does not). A stale GRADER_PARENT_PID names a live process
+    that is not our parent: then nothing is wrong, and this process runs on."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X", "x")
 
 
 def serve():
@@ -321,7 +368,8 @@ class Zygote:
     """A `python -m grader.sandbox` helper process; `run` grades one job in a fresh sandboxed child."""
 
     def __init__(self):
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parent.parent), os.environ.get("PYTHONPATH", "")]))
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parent.parent), os.environ.get("PYTHONPATH", "")]),
+                   **{PARENT_PID: str(os.getpid())})  # (see die_with_parent)
         self.process = subprocess.Popen([sys.executable, "-m", "grader.sandbox"], stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, env=env)
         self.pending = b""

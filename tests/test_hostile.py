@@ -315,8 +315,8 @@ def test_loop_in_solution_cell(graded):
 
 
 def test_kernel_settings_and_shared_memory_are_out_of_reach(graded):
-    """/proc/sys and /sys are read-only for the kernel; its /dev/shm is its own and gone with it; the host's
-    sockets in /run are out of reach."""
+    """/proc/sys is read-only for the kernel and /sys absent; its /dev/shm is its own and gone with it; the
+    host's sockets in /run are out of reach (in any other folder too: tests/test_jail.py)."""
     assert scores(graded, "kernel-settings")["test-add"] == 1.0, outputs(graded, "kernel-settings")[-1500:]
     assert not list(Path("/dev/shm").glob(f"{graded.ctx.tag}-shm-marker")), "a file written to /dev/shm reached the host"
     assert not graded.unix_reached, "the kernel connected to a UNIX socket of the host"
