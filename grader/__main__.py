@@ -124,8 +124,12 @@ def run(args):
         graded = [r for r in results.values() if r["status"] == "graded"]
         print(f"{len(graded)} of {len(results)} submission(s) graded; "
               f"{len(results) - len(graded)} could not be (scored 0, reason above)")
-        if args.student and set(args.student) - {s for _, s in results}:
-            print(f"no submission from {', '.join(sorted(set(args.student) - {s for _, s in results}))}: run `collect` first")
+        absent, unrecorded = autograde.unaccounted(args.assignments, args.course, results, args.student)
+        if unrecorded:
+            print(f"{len(unrecorded)} submission(s) graded but not recorded (NOT RECORDED above): {', '.join(unrecorded)}")
+        if absent:
+            print(f"no submission from {', '.join(absent)}: run `collect` first")
+        if absent or unrecorded:
             return 1
     elif args.command == "export":
         from grader import export

@@ -161,10 +161,22 @@ def done(cd, job, result, results, failures):
 def autograde(assignment, course=".", students=None, **options):
     """Grade every submission of `assignment`; returns {student: summary}. See the module docstring."""
     results = autograde_many([assignment], course, students=students, **options)
-    if students and set(students) - {s for _, s in results}:
-        missing = ", ".join(sorted(set(students) - {s for _, s in results}))
-        raise GraderError(f"no submission of {assignment} from {missing}: run `collect` first")
+    absent, unrecorded = unaccounted([assignment], course, results, students, options.get("db"))
+    if absent or unrecorded:
+        raise GraderError("; ".join(([f"no submission of {assignment} from {', '.join(absent)}: run `collect` first"]
+                                     if absent else []) +
+                                    ([f"graded but not recorded: {', '.join(unrecorded)} (run autograde again)"]
+                                     if unrecorded else [])))
     return {student: summary for (_, student), summary in results.items()}
+
+
+def unaccounted(assignments, course, results, students=None, db=None):
+    """(students asked for without a submission, "assignment/student" submissions that have no result: their
+    grades could not be written, see done())."""
+    cd, _ = course_directory(course, db)
+    submitted = {(a, s) for a in assignments for s in submitted_students(cd, a) if not students or s in students}
+    absent = sorted(set(students or ()) - {s for _, s in submitted})
+    return absent, sorted(f"{a}/{s}" for a, s in submitted - set(results))
 
 
 def clean_checks_apply(cd, assignment):

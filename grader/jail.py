@@ -48,8 +48,8 @@ import signal
 import sys
 from pathlib import Path
 
-from grader.sandbox import (MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_PRIVATE, MS_RDONLY, MS_REC, MS_REMOUNT, KEEP,
-                            CLONE_NEWNS, die_with_parent, drop_bounding_set, drop_capabilities, libc_call, mount_points)
+from grader.linux import (MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_PRIVATE, MS_RDONLY, MS_REC, MS_REMOUNT, KEEP,
+                          CLONE_NEWNS, die_with_parent, drop_bounding_set, drop_capabilities, libc_call, mount_points)
 
 CLONE_NEWPID = 0x20000000
 MNT_DETACH = 2

@@ -170,13 +170,13 @@ def test_killed_worker_on_a_real_cluster(tmp_path):
 
 ORPHAN = """
 import os, sys, time
-from grader import sandbox
+from grader import linux
 read, write = os.pipe()
 if os.fork() == 0:  # the child asks to die with its parent only once the parent is gone (the race)
     os.close(write)
     os.read(read, 1)  # (end of file: the parent exited)
     time.sleep(0.3)
-    sandbox.die_with_parent()
+    linux.die_with_parent()
     open(sys.argv[1], "w").write("an orphan runs on")
     os._exit(0)
 os._exit(0)
@@ -194,7 +194,7 @@ def test_die_with_parent_when_the_parent_is_already_gone(tmp_path):
     time.sleep(1.5)
     assert not marker.exists(), "the forked child outlived its parent"
 
-    said = "from grader import sandbox; sandbox.die_with_parent(); print('runs')"
+    said = "from grader import linux; linux.die_with_parent(); print('runs')"
     gone = subprocess.Popen(["true"])
     gone.wait()
     for parent, expected in ((gone.pid, ""), (os.getpid(), "runs"), (1, "runs")):

@@ -204,14 +204,14 @@ def test_an_honest_submission_keeps_every_point_and_stays_far_below_the_thread_l
 NOT_ROOT = """
 import os, sys, tempfile
 from pathlib import Path
-from grader import jail, sandbox
+from grader import jail, linux, sandbox
 
 scratch = tempfile.mkdtemp(prefix="jail-not-root-")
 for name in ("autograded/s/a", "home/runtime", "hand-in", "grader", "source"):
     os.makedirs(os.path.join(scratch, name))
 Path(scratch, "home/runtime/kernel.json").write_text("{}")
-# A grader that is not root: uid 1000, in a user namespace (as sandbox.new_namespaces makes for it).
-sandbox.libc_call("unshare", sandbox.CLONE_NEWUSER)
+# A grader that is not root: uid 1000, in a user namespace (as linux.new_namespaces makes for it).
+linux.libc_call("unshare", linux.CLONE_NEWUSER)
 Path("/proc/self/setgroups").write_text("deny")
 Path("/proc/self/uid_map").write_text("1000 0 1")
 Path("/proc/self/gid_map").write_text("1000 0 1")
