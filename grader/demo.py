@@ -28,7 +28,7 @@ from pathlib import Path
 
 import nbformat
 
-from grader import autograde, build, cells, collect, export, solutions
+from grader import autograde, build, collect, export, nbcell, solutions
 
 # (assignment, variant, text in the reference answers, what the student wrote instead).
 # When a notebook changes and a text is no longer found, the demo says so and skips that variant.
@@ -55,7 +55,7 @@ MARKERS = re.compile(r"^\s*### (BEGIN|END) SOLUTION\s*$\n?", re.MULTILINE)
 def answers(source_path):
     """{grade_id: reference answer} of the solution cells of a source notebook (markers removed)."""
     notebook = nbformat.read(source_path, as_version=4)
-    return {cells.grade_id(c): MARKERS.sub("", c.source) for c in notebook.cells if cells.is_solution(c)}
+    return {nbcell.grade_id(c): MARKERS.sub("", c.source) for c in notebook.cells if nbcell.is_solution(c)}
 
 
 def sample_class(course, assignment, with_loop):
@@ -65,15 +65,15 @@ def sample_class(course, assignment, with_loop):
     blank = nbformat.read(Path(cd.format_path(cd.release_directory, ".", assignment), name), as_version=4)
     reference = nbformat.from_dict(blank)
     ids = answers(Path(cd.format_path(cd.source_directory, ".", assignment), name))
-    solution_cells = [c for c in reference.cells if cells.is_solution(c)]
+    solution_cells = [c for c in reference.cells if nbcell.is_solution(c)]
     for c in solution_cells:
-        c.source = ids.get(cells.grade_id(c), c.source)
+        c.source = ids.get(nbcell.grade_id(c), c.source)
     code = [c for c in solution_cells if c.cell_type == "code"]
     students, missing = {"reference": reference, "blank": blank}, []
 
     def variant(change):
         notebook = nbformat.from_dict(reference)
-        change([c for c in notebook.cells if cells.is_solution(c) and c.cell_type == "code"])
+        change([c for c in notebook.cells if nbcell.is_solution(c) and c.cell_type == "code"])
         return notebook
 
     def prepend(index, text):

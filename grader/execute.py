@@ -19,7 +19,7 @@ from pathlib import Path
 
 import nbformat
 
-from grader import cells, integrity, preflight, rescore, sandbox
+from grader import integrity, nbcell, preflight, rescore, sandbox
 from grader.course import MAX_GRADED_NOTEBOOK, files_under
 
 SCRATCH_ROOT = Path(tempfile.gettempdir(), "mnistlab-grader")  # every scratch course lives here (the jail hides the others)
@@ -271,7 +271,7 @@ def cell_errors(files):
     for name, data in files.items():
         if name.endswith(".ipynb"):
             for cell in nbformat.reads(data.decode(), as_version=4).cells:
-                grade_id = cells.grade_id(cell) if cells.is_grade(cell) or cells.is_solution(cell) else None
+                grade_id = nbcell.grade_id(cell) if nbcell.is_grade(cell) or nbcell.is_solution(cell) else None
                 for output in cell.get("outputs", []):
                     if grade_id and output.get("output_type") == "error":
                         errors[grade_id] = output.get("ename", "error")

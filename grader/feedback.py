@@ -46,7 +46,7 @@ from pathlib import Path
 import nbformat
 from nbformat.v4 import new_markdown_cell
 
-from grader import GraderError, cells
+from grader import GraderError, nbcell
 from grader.course import RECORD, course_directory
 from grader.hidden import (REDACTED, LeakError, assert_no_secrets, hidden_line_numbers, is_test_cell,  # noqa: F401
                            redact, secret_lines, secret_patterns)
@@ -87,7 +87,7 @@ def report_results(nb, ctx):
     for cell in nb.cells:
         if not is_test_cell(cell):
             continue
-        grade_id = cells.grade_id(cell)
+        grade_id = nbcell.grade_id(cell)
         errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
         errors.sort(key=lambda o: o.get("ename") != "CellTimeoutError")  # a time-out says most, when there is one
         error = visible_error(cell, errors[0]) if errors else None
@@ -112,14 +112,14 @@ def outputs_as_submitted(nb, ctx):
 
 
 def cell_key(cell):
-    grade_id = cells.grade_id(cell)
+    grade_id = nbcell.grade_id(cell)
     return ("grade", grade_id) if grade_id else ("id", cell.get("id"))
 
 
 def strip_hidden_tests(nb, ctx):
     """Remove the hidden test regions (markers included) from every graded cell's source."""
     for cell in nb.cells:
-        if cells.is_grade(cell):
+        if nbcell.is_grade(cell):
             hidden = hidden_line_numbers(cell.source)
             cell.source = "\n".join(line for number, line in enumerate(cell.source.split("\n"), 1) if number not in hidden)
     return nb
@@ -157,7 +157,7 @@ def add_header(nb, ctx):
     """A first cell that says how to read the page, with the grader's notes on graded cells that are
     missing from the notebook (e.g. deleted: no cell below can show them)."""
     notes = ctx.record.get("cell_notes") or {}
-    present = {cells.grade_id(cell) for cell in nb.cells}
+    present = {nbcell.grade_id(cell) for cell in nb.cells}
     missing = [f"- `{grade_id}`: {notes[grade_id]}" for grade_id in ctx.scores
                if grade_id in notes and grade_id not in present]
     if missing:

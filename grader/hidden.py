@@ -5,7 +5,7 @@ Used by grader/feedback.py."""
 import html
 import re
 
-from grader import cells
+from grader import nbcell
 
 BEGIN, END = "BEGIN HIDDEN TESTS", "END HIDDEN TESTS"  # nbgrader's ClearHiddenTests delimiters
 REDACTED = "[hidden test code removed]"
@@ -37,7 +37,7 @@ def hidden_line_numbers(source, begin=BEGIN, end=END):
 
 def is_test_cell(cell):
     """An autograder test cell: a code cell that nbgrader grades (not a student's answer)."""
-    return cells.is_test(cell)
+    return nbcell.is_test(cell)
 
 
 def secret_lines(masters):

@@ -15,7 +15,7 @@ import ast
 
 import nbformat
 
-from grader import cells
+from grader import nbcell
 
 # Names a notebook of this course imports modules as; anything imported as a module is added per notebook.
 MODULES = {"torch", "nn", "F", "np", "numpy", "train", "data", "thresholds", "course", "plots", "handin",
@@ -97,7 +97,7 @@ def scan(notebook_text):
     except Exception:
         return []  # a notebook nbgrader cannot read either: it gets its own reason
     sources = [(i, cell.source) for i, cell in enumerate(nb.cells)
-               if cell.cell_type == "code" and not cells.is_grade(cell)]
+               if cell.cell_type == "code" and not nbcell.is_grade(cell)]
     modules = set(MODULES)
     for _, source in sources:
         try:

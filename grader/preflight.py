@@ -9,7 +9,7 @@ from pathlib import Path
 
 import nbformat
 
-from grader import cells
+from grader import nbcell
 
 def check_notebooks(job):
     """Look at the submitted notebooks before grading. Returns (files to grade, problems, notes).
@@ -71,7 +71,7 @@ def drop_duplicate_grade_cells(nb):
     """Copies of a graded cell become plain cells (nbgrader itself would reject the notebook). True if any."""
     seen, changed = set(), False
     for cell in nb.cells:
-        grade_id = cells.grade_id(cell)
+        grade_id = nbcell.grade_id(cell)
         if grade_id and grade_id in seen:
             del cell["metadata"]["nbgrader"]
             changed = True
@@ -82,7 +82,7 @@ def drop_duplicate_grade_cells(nb):
 def grade_cell_notes(master, submitted):
     """{grade id: what happened to it} for grade cells deleted, retyped or duplicated in `submitted`."""
     def grade_cells(nb):
-        return [(cells.grade_id(c), c.cell_type) for c in nb.cells if cells.is_grade(c)]
+        return [(nbcell.grade_id(c), c.cell_type) for c in nb.cells if nbcell.is_grade(c)]
 
     theirs = grade_cells(submitted)
     notes = {}

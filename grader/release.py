@@ -21,7 +21,7 @@ from pathlib import Path
 
 import nbformat
 
-from grader import cells
+from grader import nbcell
 
 # Packages only the instructor needs (grading, tests, benchmarks): not installed by students.
 INSTRUCTOR_ONLY = {"dask", "distributed", "pytest", "pytest-timeout", "nbval", "playwright", "psycopg", "psycopg2-binary"}
@@ -147,7 +147,7 @@ def secret_regions(source):
     secret, public = [], []
     for path in sorted(Path(source).glob("*/*.ipynb")):
         for cell in nbformat.read(path, as_version=4).cells:
-            if cell.cell_type == "markdown" and cells.is_solution(cell):
+            if cell.cell_type == "markdown" and nbcell.is_solution(cell):
                 secret.append([line.strip() for line in cell.source.splitlines() if line.strip()])
                 continue
             inside, region = None, []

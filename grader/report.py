@@ -37,7 +37,7 @@ import nbformat
 from matplotlib.figure import Figure
 
 from grader import GraderError
-from grader.cells import grade_id
+from grader.nbcell import grade_id
 from grader.course import course_directory, read_record, submitted_students
 from grader.results import CheckResult
 

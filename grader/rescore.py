@@ -12,7 +12,7 @@ from pathlib import Path
 
 import nbformat
 
-from grader import cells, sandbox
+from grader import nbcell, sandbox
 from grader.results import CheckResult
 
 def clean_checks(job, scratch):
@@ -91,7 +91,7 @@ def handed_in_cells(masters):
     for name, data in masters.items():
         if name.endswith(".ipynb"):
             for cell in nbformat.reads(data.decode(), as_version=4).cells:
-                grade_id = cells.grade_id(cell)
+                grade_id = nbcell.grade_id(cell)
                 if grade_id and grade_id in HAND_IN_CALL.findall(cell.source):
                     cells.add(grade_id)
     return cells
@@ -102,5 +102,5 @@ def grade_ids(files):
     for name, data in files.items():
         if name.endswith(".ipynb"):
             for cell in nbformat.reads(data.decode(), as_version=4).cells:
-                ids.add(cells.grade_id(cell))
+                ids.add(nbcell.grade_id(cell))
     return ids

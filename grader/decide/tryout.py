@@ -21,14 +21,14 @@ def execute(notebook, hand_in):
     import nbformat
     from nbclient import NotebookClient
 
-    from grader import cells
+    from grader import nbcell
 
     os.environ.update(NBGRADER_EXECUTION="autograde", MNISTLAB_HAND_IN=str(hand_in), MNISTLAB_QUIET="1",
                       MPLBACKEND="Agg")
     nb = nbformat.read(notebook, as_version=4)
     NotebookClient(nb, timeout=1200, allow_errors=True, kernel_name="python3",
                    resources={"metadata": {"path": str(Path(notebook).parent)}}).execute()
-    return {cells.grade_id(cell) or f"cell {i}": output.get("ename")
+    return {nbcell.grade_id(cell) or f"cell {i}": output.get("ename")
             for i, cell in enumerate(nb.cells) for output in cell.get("outputs", []) if output.get("output_type") == "error"}
 
 
