@@ -81,7 +81,7 @@ def main():
     print(f"data: {ds}")
     # The DataLoader idiom reads the same IDX files through torchvision. The offline stand-in
     # unpacked them under data_dir()/offline; downloaded ones live in data_dir() itself.
-    root = data.data_dir() / "offline" if data.is_standin(ds) else data.data_dir()
+    root = data.data_dir() / "offline" if ds.standin else data.data_dir()
     loader = DataLoader(FashionMNIST(root, train=True, transform=ToTensor()), batch_size=64, shuffle=True)
     images, labels = ds.images.unsqueeze(1).to(device), ds.labels.to(device)  # [N, 1, 28, 28]
 

@@ -81,7 +81,7 @@ def main(parts=("mnist", "letters")):
 def calibrate_mnist():
     ok = True
     mnist_train, mnist_test = data.load("mnist", "train"), data.load("mnist", "test")
-    full = not data.is_standin(mnist_test)
+    full = not mnist_test.standin
     epochs = 3 if full else 10
     minimum = thresholds.threshold("01-softmax", "mnist-linear", mnist_test)
     print(f"MNIST: {mnist_train.source} / {mnist_test.source}, {epochs} epochs")
@@ -103,7 +103,7 @@ def calibrate_letters():
     ok = True
     raw_train, raw_test = data.load("emnist-letters", "train"), data.load("emnist-letters", "test")
     letters_train, letters_test = data.fix_emnist(raw_train), data.fix_emnist(raw_test)
-    epochs = 2 if not data.is_standin(raw_test) else 6
+    epochs = 2 if not raw_test.standin else 6
     minimum = thresholds.threshold("01-softmax", "letters-linear", letters_test)
     print(f"letters: {raw_train.source}, {epochs} epochs")
 

@@ -63,7 +63,7 @@ def mse_on_one_hot(scores, y):
 def fit(model, train_set, loss_fn, lr=LR, weight_decay=0.0, parameters=None, test=None):
     optimizer = torch.optim.SGD(parameters if parameters is not None else model.parameters(), lr=lr,
                                 weight_decay=weight_decay)
-    return train.fit(model, train_set, test, loss=loss_fn, optimizer=optimizer, epochs=EPOCHS,
+    return train.fit(model, train_set, test, loss_fn=loss_fn, optimizer=optimizer, epochs=EPOCHS,
                      batch_size=BATCH_SIZE, device="cpu", quiet=True)
 
 

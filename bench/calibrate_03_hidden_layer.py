@@ -53,7 +53,7 @@ def run(make_model, train_set, test_set, loss_fn, lr, epochs, seed, momentum=0.0
     train.seed_everything(seed)
     model = make_model()
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
-    train.fit(model, train_set, loss=loss_fn, optimizer=optimizer, epochs=epochs, batch_size=BATCH_SIZE,
+    train.fit(model, train_set, loss_fn=loss_fn, optimizer=optimizer, epochs=epochs, batch_size=BATCH_SIZE,
               device="cpu", quiet=True)
     return train.evaluate(model, train_set, loss_fn)[1], train.evaluate(model, test_set, loss_fn)[1]
 
@@ -113,7 +113,7 @@ def part_150(pool, test_set, seeds, variants):
 
 
 def part_full(train_set, test_set, seeds, variants):
-    epochs = EPOCHS or (12 if data.is_standin(train_set) else 3)  # the notebook's EPOCHS
+    epochs = EPOCHS or (12 if train_set.standin else 3)  # the notebook's EPOCHS
     fit_set, _ = data.split_validation(train_set, fraction=0.1, seed=0)  # the notebook's training part
     ce = nn.CrossEntropyLoss()
     print(f"\nall the training data: {fit_set.source} ({len(fit_set)} images), {epochs} epochs; test accuracy per seed")

@@ -41,7 +41,8 @@ from pathlib import Path
 from grader import DEFAULT_MEMORY, DEFAULT_TIMEOUT, GraderError  # noqa: F401 (the defaults: callers use autograde.DEFAULT_*)
 from grader.course import (RECORD, course_directory, data_dir, files_under, fingerprint, hidden_paths,  # noqa: F401
                            read_record, record, submitted_students, template_gradebook)  # (RECORD, read_record: re-exported)
-from grader.execute import STARTED, failed, grade_submission, sweep_stale_scratch, warm_up
+from grader.cluster import Starting, WorkersLost
+from grader.execute import failed, grade_submission, warm_up
 
 
 # --- the coordinator --------------------------------------------------------------------------
@@ -54,17 +55,6 @@ def parse_size(text):
         return int(float(text[:-1]) * units[text[-1]]) if text and text[-1] in units else int(text)
     except ValueError:
         raise GraderError(f"cannot read the memory size {text!r}: write e.g. 4G or 512M") from None
-
-
-def start_client(scheduler=None, workers=None):
-    """A Dask client: the cluster at `scheduler`, or a local one with one single-threaded process per core."""
-    from dask.distributed import Client, LocalCluster
-
-    if scheduler:
-        return Client(scheduler, timeout="30s"), None
-    cluster = LocalCluster(n_workers=workers or os.cpu_count(), threads_per_worker=1, processes=True,
-                           dashboard_address=None, memory_limit=0, silence_logs=40)
-    return Client(cluster), cluster
 
 
 def plan(cd, assignment, students=None, force=False, **settings):
@@ -187,58 +177,6 @@ def clean_checks_apply(cd, assignment):
     return any(b"mnistlab" in data for name, data in files_under(source).items() if name.endswith(".ipynb"))
 
 
-class WorkersLost:
-    """Workers that left the cluster during a run, and what that cost: from the scheduler's events, the
-    "remove-worker" event (topic "all": the worker, the tasks it held) and each task's start, which the
-    worker announces (grader/execute.py: announce_start, topic STARTED). A submission that had started on a
-    lost worker was graded again from the start elsewhere (re-run); one it only held was sent elsewhere.
-    Each removal may also leave a scratch folder on the lost worker's machine (its owner killed mid-grading):
-    the report sweeps them from the machines of the workers that remain (grader/execute.py)."""
-
-    def __init__(self, client):
-        self.client, self.events, self.started, self.topics = client, [], [], []
-        for topic, into in (("all", self.events), (STARTED, self.started)):
-            try:
-                client.subscribe_topic(topic, lambda event, into=into: into.append(event[1]))
-                self.topics.append(topic)
-            except Exception:  # (a scheduler that does not publish events: nothing to report)
-                pass
-
-    def report(self, by_key):
-        """The lines for the end of the run: none, or one when workers were lost ("worker lost; N submission(s)
-        re-run on other workers: ...")."""
-        removals = [e for e in list(self.events) if isinstance(e, dict) and e.get("action") == "remove-worker"
-                    and (not e.get("expected") or set(e.get("processing-tasks") or ()) & set(by_key))]
-        if not removals:
-            return []
-        lost = {str(e.get("worker")) for e in removals}
-        started = {(str(s.get("key")), str(s.get("worker"))) for s in list(self.started) if isinstance(s, dict)}
-        held = {k for e in removals for k in e.get("processing-tasks") or () if k in by_key}
-        rerun = {k for k in held if any((k, worker) in started for worker in lost)}
-        if STARTED not in self.topics:  # (no start events to tell them apart: count all it held)
-            rerun = held
-
-        def names(keys):
-            return ", ".join(sorted(f"{by_key[k]['assignment']}/{by_key[k]['student']}" for k in keys))
-
-        try:
-            swept = sum(len(folders) for folders in self.client.run(sweep_stale_scratch).values())
-        except Exception as error:
-            swept = f"none ({type(error).__name__}: the next run sweeps them)"
-        waiting = held - rerun
-        waiting = f"; {len(waiting)} held there had not started: sent to other workers ({names(waiting)})" if waiting else ""
-        return [f"worker lost; {len(rerun)} submission(s) re-run on other workers: {names(rerun) or 'none'}{waiting}. "
-                f"{len(lost)} worker(s) left the cluster mid-run ({', '.join(sorted(lost))}); "
-                f"scratch folders swept: {swept}"]
-
-    def stop(self):
-        for topic in self.topics:
-            try:
-                self.client.unsubscribe_topic(topic)
-            except Exception:
-                pass
-
-
 def autograde_many(assignments, course=".", db=None, scheduler=None, workers=None, force=False, students=None,
                    timeout=DEFAULT_TIMEOUT, memory=DEFAULT_MEMORY, cell_timeout=None, allow_network=False,
                    progress=True, client=None):
@@ -259,18 +197,32 @@ def autograde_many(assignments, course=".", db=None, scheduler=None, workers=Non
     if not jobs:
         return results
 
-    templates = {a: template_gradebook(cd, config, a) for a in sorted({job["assignment"] for job in jobs})}
-    checked = {a: clean_checks_apply(cd, a) for a in templates}
-    baselines, data = {}, None
-    if any(checked.values()):
-        from grader import clean  # (here, not at the top: the workers import this module, and need no PyTorch)
+    checked = {a: clean_checks_apply(cd, a) for a in sorted({job["assignment"] for job in jobs})}
+    where = ("the caller's Dask cluster" if client else f"the Dask cluster at {scheduler}" if scheduler else
+             f"a local Dask cluster of {workers or os.cpu_count()} worker(s)")
+    print(f"autograde: {len(jobs)} submission(s) to grade; preparing the template gradebook"
+          f"{'s' if len(checked) > 1 else ''} of {', '.join(checked)}"
+          f"{', the clean checks (data, baselines)' if any(checked.values()) else ''} and {where}...", flush=True)
+    # The cluster starts (its workers start their zygotes) while this process makes the templates: neither waits.
+    starting = None if client else Starting(scheduler, workers, clean=any(checked.values()))
+    try:
+        templates = {a: template_gradebook(cd, config, a) for a in checked}
+        baselines, data = {}, None
+        if any(checked.values()):
+            from grader import clean  # (here, not at the top: the workers import this module, and need no PyTorch)
 
-        data = str(data_dir())
-    for assignment in [a for a in templates if checked[a]]:
-        # the data every sandbox reads (cached now), and the runs all students share
-        clean.warm_data(assignment)
-        baselines[assignment] = clean.baselines(assignment)
-    own_client, cluster = (client, None) if client else start_client(scheduler, workers)
+            data = str(data_dir())
+        for assignment in [a for a in templates if checked[a]]:
+            # the data every sandbox reads (cached now), and the runs all students share
+            clean.warm_data(assignment)
+            baselines[assignment] = clean.baselines(assignment)
+    except BaseException:
+        if starting:
+            starting.close()
+        raise
+    own_client, cluster = starting.result() if starting else (client, None)
+    if client:
+        own_client.run(warm_up, clean=any(checked.values()))
     failures = []
 
     def task(job):  # what a worker needs to grade `job`
@@ -281,7 +233,6 @@ def autograde_many(assignments, course=".", db=None, scheduler=None, workers=Non
     lost = WorkersLost(own_client)
     by_key = {}  # every task of this run (the re-grades too) -> its job
     try:
-        own_client.run(warm_up)
         futures = [own_client.submit(grade_submission, task(job), pure=False,
                                      key=f"grade-{job['assignment']}-{job['student']}-{job['hash'][:12]}") for job in jobs]
         by_key.update({f.key: job for f, job in zip(futures, jobs)})

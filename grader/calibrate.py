@@ -29,9 +29,10 @@ class CalibrationError(Exception):
 def run_reference(master, shift, timeout=900):
     """Execute the master notebook once with seeds shifted by `shift`.
 
-    Returns ({hand-in name: (check, figure, data source)}, [errors]): one entry per figure a graded
-    cell checked (a check's threshold can be checked on several figures, e.g. 04's gain on two sets of
-    seeds), and the cells' errors (e.g. a figure below today's threshold: a calibration goes on)."""
+    Returns ({hand-in name: (check, figure, data source, stand-in or not)}, [errors]): one entry per
+    figure a graded cell checked (a check's threshold can be checked on several figures, e.g. 04's gain
+    on two sets of seeds), and the cells' errors (e.g. a figure below today's threshold: a calibration
+    goes on)."""
     import nbformat
     from nbclient import NotebookClient
 
@@ -59,7 +60,8 @@ def run_reference(master, shift, timeout=900):
         figures = {}
         for claim_file in sorted(handin.glob("*.claim.json")):
             claim = json.loads(claim_file.read_text())
-            figures[claim["name"]] = (claim.get("check", claim["name"]), float(claim["claimed"]), claim["data"])
+            figures[claim["name"]] = (claim.get("check", claim["name"]), float(claim["claimed"]), claim["data"],
+                                      claim["standin"])
     if not figures:
         why = f"it failed: {errors[0]}" if errors else "do its checks call course.check_accuracy?"
         raise CalibrationError(f"the reference {master.name} handed in no graded figure with seeds shifted by "
@@ -81,22 +83,24 @@ def calibrate(assignment, course=".", seeds=5, write=False, progress=print):
         start = time.perf_counter()
         figures, errors = run_reference(master.resolve(), shift)
         runs.append(figures)
-        progress(f"  seed shift {shift}: " + ", ".join(f"{n} {f:.4f}" for n, (_, f, _) in sorted(figures.items()))
+        progress(f"  seed shift {shift}: " + ", ".join(f"{n} {f:.4f}" for n, (_, f, _, _) in sorted(figures.items()))
                  + f" ({time.perf_counter() - start:.0f} s)" + "".join(f"\n    cell error: {e}" for e in errors))
     summary = {}
     for name in sorted(runs[0]):
         check = runs[0][name][0]
         figures = [run[name][1] for run in runs if name in run]
-        sources = {run[name][2] for run in runs if name in run}
+        sources = {run[name][2:] for run in runs if name in run}  # (the data's sentence, stand-in or not)
         if len(figures) != seeds or len(sources) != 1:
-            raise CalibrationError(f"{name}: measured in {len(figures)} of {seeds} runs (on {sorted(sources)}): "
+            raise CalibrationError(f"{name}: measured in {len(figures)} of {seeds} runs "
+                                   f"(on {sorted(sentence for sentence, _ in sources)}): "
                                    "the reference failed before that check in the others (cell errors above)")
         if len(set(figures)) == 1:  # e.g. 100% training accuracy: fine, but say it, in case seeding is broken
             progress(f"  note: {name} gave {figures[0]} on every seed (if its training does not go through "
                      "train.seed_everything, the calibration cannot vary it)")
+        data, standin = sources.pop()
         summary[name] = {"name": name, "check": check, "figures": figures, "mean": statistics.mean(figures),
                          "worst": min(figures), "sd": statistics.stdev(figures),
-                         "threshold": thresholds.rule(figures), "data": sources.pop(), "seeds": seeds}
+                         "threshold": thresholds.rule(figures), "data": data, "standin": standin, "seeds": seeds}
     if write:
         for check in {m["check"] for m in summary.values()}:  # a check on several figures: the lowest bar
             measured = min((m for m in summary.values() if m["check"] == check), key=lambda m: m["threshold"])
@@ -111,7 +115,7 @@ def report(assignment, summary):
     lines = [f"{assignment}: {thresholds.RULE}",
              f"{'figure (threshold)':<34} {'mean':>7} {'worst':>7} {'sd':>7} {'rule':>7} {'table':>7}  data"]
     for name, m in summary.items():
-        kind = thresholds.kind_of(m["data"])
+        kind = thresholds.kind_of(m["standin"])
         shipped = thresholds.TABLE.get((assignment, m["check"]), {}).get(kind, {}).get("threshold")
         label = name if name == m["check"] else f"{name} ({m['check']})"
         lines.append(f"{label:<34} {m['mean']:7.3f} {m['worst']:7.3f} {m['sd']:7.4f} {m['threshold']:7.3f} "

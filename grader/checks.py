@@ -47,7 +47,7 @@ def letters(split):
 def pitfalls_mnist(split):
     """Notebook 05's MNIST: the stand-in's sizes (400 / 200 per class) when the data is the full MNIST."""
     ds = mnist(split)
-    if data.is_standin(ds):
+    if ds.standin:
         return ds
     return data.subset(ds, per_class=400 if split == "train" else 200, seed=0)
 

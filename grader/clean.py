@@ -61,14 +61,14 @@ def shifted(ds):
     moved[way[1], ..., :-1] = x[way[1], ..., 1:]
     moved[way[2], ..., 1:, :] = x[way[2], ..., :-1, :]
     moved[way[3], ..., :-1, :] = x[way[3], ..., 1:, :]
-    return data.Dataset(moved, ds.labels, ds.classes, f"{ds.source} | moved by one pixel")
+    return data.derive(ds, "moved by one pixel", images=moved)
 
 
 def best_reference(assignment, check, ds):
     """The highest figure of the reference solution's calibration runs on this kind of data, or None."""
     from mnistlab import thresholds
 
-    entry = thresholds.TABLE.get((assignment, check), {}).get(thresholds.kind_of(ds.source), {})
+    entry = thresholds.TABLE.get((assignment, check), {}).get(thresholds.kind_of(ds.standin), {})
     figures = entry.get("figures") if entry.get("measured_by") else None  # published figures are not runs
     return max(figures) if figures else None
 
@@ -78,7 +78,7 @@ def every_nth(ds, size):
     from mnistlab import data
 
     step = max(1, len(ds) // size)
-    return data.Dataset(ds.images[::step], ds.labels[::step], ds.classes, ds.source)
+    return data.derive(ds, images=ds.images[::step], labels=ds.labels[::step])
 
 
 def trained_accuracy(seed, augment=None):

@@ -8,13 +8,12 @@ reads or writes them (autograde's coordinator, feedback, report, export and coll
                       safe with several coordinators writing one gradebook at once (each write is retried)
   graded_in_gradebook / holds  what the gradebook in use holds, and whether it holds what a RECORD says
   hidden_paths        what a student's kernel must not see of this machine
+The database behind the gradebook (drivers, retried writes) is grader/gradebook.py's.
 """
 
-import contextlib
 import errno
 import hashlib
 import json
-import logging
 import os
 import random
 import shutil
@@ -22,20 +21,13 @@ import sys
 import tempfile
 import time
 import uuid
-import warnings
 from pathlib import Path
 
 from grader import GraderError, sandbox
 from grader.build import tool_env
+from grader.gradebook import WRITE_TRIES, database_url, gradebook, quick_alembic_version, retried, shown
 
 RECORD = ".grader.json"
-WRITE_TRIES = 6  # a gradebook write that meets another writer (a duplicate key, a lock, a deadlock) is tried again
-log = logging.getLogger("grader.course")
-# The pip package of each database driver SQLAlchemy may ask for (the module it imports -> what to install).
-DRIVERS = {"psycopg": "psycopg[binary]", "psycopg2": "psycopg2-binary", "pymysql": "pymysql",
-           "MySQLdb": "mysqlclient", "pg8000": "pg8000", "asyncpg": "asyncpg"}
-
-
 def course_directory(course=".", db=None):
     """nbgrader's view of the course folder: (CourseDirectory, config) from its nbgrader_config.py."""
     from nbgrader.coursedir import CourseDirectory
@@ -59,96 +51,6 @@ def course_directory(course=".", db=None):
     if url != cd.db_url:
         config.CourseDirectory.db_url = cd.db_url = url
     return cd, config
-
-
-def database_url(url):
-    """The gradebook URL as SQLAlchemy will use it, checked: its database driver must be installed.
-
-    postgresql://... names no driver: SQLAlchemy 2.0 would pick psycopg2, 2.1 psycopg (3). It is made
-    postgresql+psycopg://..., the driver this package installs (pyproject.toml), whatever the version."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
-
-    try:
-        parsed = make_url(url)
-    except ArgumentError as error:
-        raise GraderError(f"cannot read the gradebook URL {url!r}: {error} (e.g. sqlite:///gradebook.db or "
-                          "postgresql://user@host/course)") from None
-    if parsed.drivername == "postgresql":
-        parsed = parsed.set(drivername="postgresql+psycopg")
-        url = parsed.render_as_string(hide_password=False)
-    try:
-        dialect = parsed.get_dialect()
-        (getattr(dialect, "import_dbapi", None) or dialect.dbapi)()
-    except NoSuchModuleError:
-        raise GraderError(f"the gradebook URL {shown(url)} names a database SQLAlchemy does not know "
-                          f"({parsed.drivername}): use sqlite:///PATH or postgresql://user@host/course") from None
-    except ImportError as error:
-        module = (getattr(error, "name", None) or str(error)).split(".")[0]
-        package = DRIVERS.get(module, module)
-        raise GraderError(f"the gradebook {shown(url)} needs the database driver {module!r}, which is not installed "
-                          f"in this Python: install it with\n    {sys.executable} -m pip install '{package}'\n"
-                          "(`pip install -e .` in the course checkout installs psycopg, the PostgreSQL driver)") from None
-    return url
-
-
-def shown(url):
-    """A gradebook URL for messages: without its password."""
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return "(an unreadable URL)"
-
-
-@contextlib.contextmanager
-def gradebook(url, course_id):
-    """nbgrader's Gradebook on `url`, closed afterwards with its connections (one engine per Gradebook:
-    a coordinator that writes thousands of submissions would otherwise keep a connection open for each)."""
-    from nbgrader.api import Gradebook
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # SQLAlchemy's SAWarnings about nbgrader's own session use
-        gb = Gradebook(url, course_id)
-        try:
-            yield gb
-        finally:
-            gb.close()
-            gb.engine.dispose()
-
-
-class QuietRollbacks(logging.Filter):
-    """nbgrader logs a traceback for each write it rolls back; the grader retries those (see record)."""
-
-    def filter(self, entry):
-        return not str(entry.msg).startswith("Rolling back session due to database error")
-
-
-def retried(what, url, write):
-    """write(), tried again (WRITE_TRIES in all, after a short random pause) when it meets another writer:
-    a duplicate key of a row created meanwhile, a locked SQLite file, a PostgreSQL deadlock. Each try
-    opens its own session. Raises GraderError, saying `what` could not be written, if the last try fails."""
-    from nbgrader.api import InvalidEntry
-    from sqlalchemy.exc import DBAPIError
-
-    nbgrader_log = logging.getLogger("tornado.application")  # nbgrader's app_log
-    quiet = QuietRollbacks()
-    nbgrader_log.addFilter(quiet)
-    try:
-        for attempt in range(1, WRITE_TRIES + 1):
-            try:
-                return write()
-            except (InvalidEntry, DBAPIError) as error:
-                first_line = (str(error).strip().splitlines() or [""])[0][:300]
-                if attempt == WRITE_TRIES:
-                    raise GraderError(f"could not write {what} into the gradebook {shown(url)} ({WRITE_TRIES} tries): "
-                                      f"{type(error).__name__}: {first_line}") from error
-                log.info("gradebook write of %s met another writer (try %d): %s: %s", what, attempt,
-                         type(error).__name__, first_line)
-                time.sleep(random.uniform(0.02, 0.1) * 2 ** attempt)
-    finally:
-        nbgrader_log.removeFilter(quiet)
 
 
 def submitted_students(cd, assignment):
@@ -217,6 +119,8 @@ def template_gradebook(cd, config, assignment):
     """
     from nbgrader.api import Gradebook, MissingEntry
     from nbgrader.apps.api import NbGraderAPI
+
+    quick_alembic_version()
 
     def generate(db_url, release):
         course = type(cd)(config=config)

@@ -47,7 +47,7 @@ BUGS = [
 DEMO_CELL_TIMEOUT = 240  # s; longer than any reference cell on a 2-core machine, short enough for the loop
 FAKE_ACCURACY = """from mnistlab import train as _train
 _train.fit = lambda model, *args, **kwargs: [dict(epoch=1, train_loss=0.1, train_acc=0.99, test_loss=0.1, test_acc=0.99, seconds=0.0)]
-_train.evaluate = lambda model, ds, loss=None, **kwargs: (0.1, 0.99)  # every model looks 99% right
+_train.evaluate = lambda model, ds, loss_fn=None, **kwargs: (0.1, 0.99)  # every model looks 99% right
 """
 MARKERS = re.compile(r"^\s*### (BEGIN|END) SOLUTION\s*$\n?", re.MULTILINE)
 

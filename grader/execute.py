@@ -8,6 +8,7 @@
 The result is a plain dict the coordinator records (grader/course.py: record).
 """
 
+import contextlib
 import json
 import os
 import shutil
@@ -178,11 +179,15 @@ def verify(files):
             for flag in integrity.scan(data.decode(errors="replace"))]
 
 
-def warm_up():
+def warm_up(clean=False):
     """Start this worker's zygote (it imports nbgrader, seconds) before the first submission arrives, and sweep the
-    scratch folders killed workers left on this machine."""
+    scratch folders killed workers left on this machine. clean: also the zygote of the clean scoring children
+    (it imports PyTorch), for a course whose clean checks apply."""
     sweep_stale_scratch()
-    with sandbox.zygote():
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(sandbox.zygote())
+        if clean:
+            stack.enter_context(sandbox.zygote(rescore.CLEAN_PRELOAD))
         return os.getpid()
 
 

@@ -15,6 +15,10 @@ import nbformat
 from grader import nbcell, sandbox
 from grader.results import CheckResult
 
+# What every scoring child imports (PyTorch: seconds), imported once by the zygote the scoring children come from.
+CLEAN_PRELOAD = ("torch", "grader.clean", "grader.decide", "grader.handin", "mnistlab.train", "mnistlab.thresholds")
+
+
 def clean_checks(job, scratch):
     """Score the handed-in models, and decide the test cells from their handed-in values (grader/decide),
     in a new sandboxed child that never ran student code."""
@@ -30,7 +34,7 @@ def clean_checks(job, scratch):
     run = {"scratch": scratch, "kind": "score", "log": "clean.log", "entry": "grader.clean:score_submission",
            "kwargs": {"assignment": assignment, "without": job.get("baselines"), "cells": cells, "decided": decided},
            "result": "clean.json", "data_dir": job.get("data_dir"), "isolate_network": True}
-    with sandbox.zygote() as helper:
+    with sandbox.zygote(CLEAN_PRELOAD) as helper:
         exitcode, killed, _ = helper.run(run, job["timeout"], job["memory"])
     results = read_json(Path(scratch, "grader", "clean.json"))
     if killed or exitcode != 0 or not isinstance(results, list):

@@ -2,7 +2,10 @@
 
 Starting Python and importing nbgrader takes seconds, more than many notebooks need to run. So each
 grading process (a Dask worker) keeps a small *zygote*: a helper process that imported nbgrader once
-(`python -m grader.sandbox`) and then forks one fresh child per job. For an autograde job the child
+(`python -m grader.sandbox`, with what nbgrader would import or build in every child: warm_imports) and
+then forks one fresh child per job. The clean scoring children come from a second zygote that also imported
+PyTorch (`python -m grader.sandbox MODULE...`: preload); the autograde children never carry PyTorch's
+pages, which would count against the notebook's memory. For an autograde job the child
 
   1. starts a new session, so that it and everything it starts can be found and killed together;
   2. moves into a new, empty network namespace (only a loopback, which the Jupyter kernel needs to
@@ -200,12 +203,19 @@ def save_scores(job):
     Path(job["scratch"], "grader", "scores.json").write_text(json.dumps({"timestamp": timestamp, "notebooks": notebooks}))
 
 
-def serve():
-    """The zygote: import nbgrader once, then fork one child per job read from stdin."""
+def serve(preload=()):
+    """The zygote: import nbgrader (and `preload`) once, then fork one child per job read from stdin."""
     die_with_parent()
     import nbgrader.apps.nbgraderapp  # noqa: F401 (the point: children start with it imported)
     import nbgrader.api  # noqa: F401
 
+    warm_imports()
+    # one thread per child, as prepare() says, already for the libraries preloaded here (OpenBLAS sizes its
+    # thread pool when it is loaded)
+    os.environ.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    for name in preload:
+        with contextlib.suppress(Exception), contextlib.redirect_stdout(sys.stderr):  # (stdout: the jobs' replies)
+            importlib.import_module(name)  # (one that fails here fails again, and is reported, in the child)
     for line in sys.stdin:
         job = json.loads(line)
         pid = os.fork()
@@ -224,19 +234,39 @@ def serve():
         print(json.dumps({"pid": pid, "exitcode": os.waitstatus_to_exitcode(status)}), flush=True)
 
 
+def warm_imports():
+    """What every autograde child would otherwise import or build again, done once here before the forks: the
+    modules nbgrader imports only when it runs (jupyter_client's check for ipykernel's spec, which imports IPython;
+    the SQLite dialect of the scratch gradebook) and nbformat's compiled schema validators (0.04 s each).
+    Modules and caches only: nothing of any job, nothing a child could tell another child by."""
+    for name in ("ipykernel.kernelspec", "IPython", "sqlite3", "sqlalchemy.dialects.sqlite",
+                 "nbconvert.preprocessors.execute", "nbclient.client", "jupyter_client.manager"):
+        with contextlib.suppress(ImportError), contextlib.redirect_stdout(sys.stderr):  # (stdout: the jobs' replies)
+            importlib.import_module(name)
+    with contextlib.suppress(Exception):
+        import nbformat
+        from nbformat.validator import get_validator
+
+        for relax in (False, True):
+            get_validator(4, nbformat.v4.nbformat_minor, relax_add_props=relax)
+
+
 # --- in the Dask worker -----------------------------------------------------------------------
 
 MAX_PROCESSES = 200  # a fork bomb is stopped here, or by the memory limit, whichever comes first
+PSS_EVERY = 0.5  # seconds between readings of the tree's PSS while its RSS is within the memory limit (see Zygote.run)
 WALL_BACKSTOP = 3  # wall-time limit = this x the CPU-time limit (a kernel that sleeps uses no CPU)
 
 
 class Zygote:
     """A `python -m grader.sandbox` helper process; `run` grades one job in a fresh sandboxed child."""
 
-    def __init__(self):
+    def __init__(self, preload=()):
+        """preload: modules the zygote imports before its first fork (e.g. PyTorch for the clean scoring)."""
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parent.parent), os.environ.get("PYTHONPATH", "")]),
                    **{PARENT_PID: str(os.getpid())})  # (see die_with_parent)
-        self.process = subprocess.Popen([sys.executable, "-m", "grader.sandbox"], stdin=subprocess.PIPE,
+        self.preload = tuple(preload)
+        self.process = subprocess.Popen([sys.executable, "-m", "grader.sandbox", *self.preload], stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, env=env)
         self.pending = b""
 
@@ -263,7 +293,7 @@ class Zygote:
         self.process.stdin.write(json.dumps(job).encode() + b"\n")
         self.process.stdin.flush()
         pid = self.message()["pid"]
-        start, peak, reason, seen, used = time.monotonic(), 0, None, {}, {}
+        start, peak, reason, seen, used, pss_read = time.monotonic(), 0, None, {}, {}, -PSS_EVERY
         while True:
             done = self.message(timeout=poll)
             if done:
@@ -272,9 +302,16 @@ class Zygote:
             tree = process_tree(pid)
             seen.update({p.pid: p for p in tree})
             used.update({p.pid: cpu_seconds(p, used.get(p.pid, 0.0)) for p in tree})  # an exited one keeps its last reading
-            used_memory = sum(memory_of(p) for p in tree)  # PSS: shared pages split between the processes
-            peak = max(peak, used_memory)
             cpu, wall = sum(used.values()), time.monotonic() - start
+            # PSS (shared pages split between the processes) is what counts; reading it (smaps_rollup) costs ~1 ms a
+            # process, RSS (statm) a tenth of that. PSS <= RSS: while the tree's RSS is within the limit, so is its
+            # PSS, and PSS is read only every PSS_EVERY seconds, for the peak; over the limit by RSS, at every poll.
+            resident = sum(resident_of(p) for p in tree)
+            if resident > memory_bytes or wall - pss_read >= PSS_EVERY:
+                used_memory, pss_read = sum(memory_of(p) for p in tree), wall
+            else:
+                used_memory = 0
+            peak = max(peak, used_memory)
             if reason is None and len(tree) > MAX_PROCESSES:
                 reason = f"process limit: the notebook started {len(tree)} processes (at most {MAX_PROCESSES}) and was killed"
             elif reason is None and used_memory > memory_bytes:
@@ -311,6 +348,14 @@ def cpu_seconds(process, last=0.0):
         return last
 
 
+def resident_of(process):
+    """The process's resident memory (RSS), >= its PSS; 0 once it is gone."""
+    try:
+        return process.memory_info().rss
+    except psutil.Error:
+        return 0
+
+
 def memory_of(process):
     """The process's proportional share of memory (PSS): a page shared by k processes counts 1/k in each,
     so forked children (a DataLoader's workers) are not counted several times over, as RSS would.
@@ -336,12 +381,17 @@ _idle, _lock = [], threading.Lock()
 
 
 @contextlib.contextmanager
-def zygote():
-    """A zygote for one job: an idle one of this process (e.g. started by a warm-up), else a new one."""
+def zygote(preload=()):
+    """A zygote for one job: an idle one of this process that preloaded the same modules (e.g. started by a
+    warm-up), else a new one. The autograde children come from a zygote without `preload`: PyTorch's pages in
+    nbgrader's process would count against the notebook's memory limit."""
+    preload = tuple(preload)
     with _lock:
-        ready = [z for z in _idle if z.alive()]
-        _idle[:] = ready[1:]
-    helper = ready[0] if ready else Zygote()
+        _idle[:] = [z for z in _idle if z.alive()]
+        ready = [z for z in _idle if z.preload == preload][:1]
+        for helper in ready:
+            _idle.remove(helper)
+    helper = ready[0] if ready else Zygote(preload)
     try:
         yield helper
     finally:
@@ -351,4 +401,4 @@ def zygote():
 
 
 if __name__ == "__main__":
-    serve()
+    serve(sys.argv[1:])

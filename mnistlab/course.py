@@ -67,7 +67,8 @@ def check_accuracy(assignment, check, model, test, label="test accuracy", name=N
         except Exception as error:  # feedback without findings is better than a crashed check
             findings = [{"name": "diagnose-failed", "severity": "info", "why": f"{type(error).__name__}: {error}"}]
     _hand_in(assignment, name or check, exported, {"check": check, "claimed": accuracy, "threshold": minimum,
-                                                   "data": test.source, "findings": findings})
+                                                   "data": test.source, "standin": test.standin,
+                                                   "findings": findings})
     assert accuracy >= minimum, f"{what} {accuracy:.1%} is below the threshold {minimum:.1%}"
     return accuracy
 
@@ -85,7 +86,8 @@ def check_gain(assignment, check, augment, with_augment, without, test):
     print(f"mean gain over {len(with_augment)} seeds: {gain:+.1%} (at least {minimum:+.1%})")
     example = _random_images()
     _hand_in(assignment, check, [_export(augment, example)], {"check": check, "claimed": gain, "threshold": minimum,
-                                                               "data": test.source, "findings": None})
+                                                               "data": test.source, "standin": test.standin,
+                                                               "findings": None})
     assert gain >= minimum, f"augment raises the mean test accuracy by {gain:+.1%}; it must by at least {minimum:+.1%}"
     return gain
 

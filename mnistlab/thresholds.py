@@ -37,9 +37,13 @@ def _load():
 TABLE = _load()
 
 
-def kind_of(source):
-    """"offline" for a stand-in's `.source`, "full" for torchvision's datasets: the table's two columns."""
-    return "full" if source.startswith("torchvision") else "offline"
+def kind_of(standin):
+    """The table's column for data that is an offline stand-in (standin=True: "offline") or torchvision's
+    real dataset (standin=False: "full"). Pass a Dataset's `.standin`, e.g. kind_of(test.standin)."""
+    if not isinstance(standin, bool):
+        raise TypeError(f"kind_of takes a Dataset's .standin (True or False), got {standin!r}: "
+                        "pass ds.standin, not ds.source")
+    return "offline" if standin else "full"
 
 
 def rule(figures):
@@ -57,7 +61,7 @@ def rule(figures):
 
 def threshold(assignment, check, ds):
     """The minimum accuracy for `check` of `assignment`, for the data `ds` actually is."""
-    kind = kind_of(ds.source)
+    kind = kind_of(ds.standin)
     try:
         return TABLE[assignment, check][kind]["threshold"]
     except KeyError:
@@ -66,10 +70,12 @@ def threshold(assignment, check, ds):
 
 
 def record(assignment, check, measured):
-    """Write a calibration (grader/calibrate.py) into thresholds.json, keeping the entry's notes."""
+    """Write a calibration (grader/calibrate.py) into thresholds.json, keeping the entry's notes.
+
+    measured: the figures, the data's sentence ("data"), and "standin": whether that data was a stand-in."""
     table = json.loads(TABLE_FILE.read_text())
     key = f"{assignment}/{check}"
-    kind = kind_of(measured["data"])
+    kind = kind_of(measured["standin"])
     entry = table.setdefault(key, {}).setdefault(kind, {})
     entry.update(threshold=rule(measured["figures"]), figure=measured.get("name", check),
                  figures=[round(f, 6) for f in measured["figures"]],

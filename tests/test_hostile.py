@@ -43,6 +43,7 @@ import tinycourse  # noqa: E402
 from hosts import host_address  # noqa: E402
 from tinycourse import ASSIGNMENT as A, AUTO_MAX, HIDDEN_MARKERS, MAX_SCORE  # noqa: E402
 
+from grader.cluster import start_client  # noqa: E402
 from grader import autograde  # noqa: E402
 
 pytestmark = pytest.mark.timeout(900)
@@ -91,7 +92,7 @@ def environment():
 
 @pytest.fixture(scope="module")
 def client(environment):
-    c, cluster = autograde.start_client(workers=2)  # the grader's own local cluster
+    c, cluster = start_client(workers=2)  # the grader's own local cluster
     with c:
         yield c
     cluster.close()

@@ -135,15 +135,15 @@ def test_a_missing_driver_names_the_command_that_installs_it(tmp_path, monkeypat
 RECORD_RACE = r"""
 import json, logging, sys, time
 from pathlib import Path
-from grader import course
+from grader import course, gradebook
 
 url, root, n = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
 cd, config = course.course_directory(root, url)
 retries = []
 handler = logging.Handler()
 handler.emit = lambda entry: retries.append(entry.getMessage())
-course.log.addHandler(handler)
-course.log.setLevel(logging.INFO)
+gradebook.log.addHandler(handler)
+gradebook.log.setLevel(logging.INFO)
 course.template_gradebook(cd, config, "toy")  # both add the assignment to the new gradebook at once, too
 (root / f"ready-{sys.argv[4]}").touch()
 deadline = time.time() + 120

@@ -13,6 +13,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "grader"))
 import toycourse  # noqa: E402
 
+from grader.cluster import start_client  # noqa: E402
 from grader import GraderError, autograde, course  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
@@ -21,7 +22,7 @@ A = toycourse.ASSIGNMENT
 
 @pytest.fixture(scope="module")
 def client():
-    c, cluster = autograde.start_client(workers=1)
+    c, cluster = start_client(workers=1)
     with c:
         yield c
     cluster.close()

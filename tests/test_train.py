@@ -120,7 +120,7 @@ def test_fit_uses_the_given_loss_optimizer_and_augment():
 
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
     before = model[1].weight.detach().clone()
-    train.fit(model, ds, loss=loss, optimizer=optimizer, epochs=2, batch_size=8, augment=augment, quiet=True)
+    train.fit(model, ds, loss_fn=loss, optimizer=optimizer, epochs=2, batch_size=8, augment=augment, quiet=True)
     assert calls["loss"] == 6  # 3 batches x 2 epochs
     assert [shape for shape, _, _ in calls["augment"]] == [(8, 1, 28, 28), (8, 1, 28, 28), (4, 1, 28, 28)] * 2
     assert all(0 <= low and high <= 1 for _, low, high in calls["augment"])
@@ -245,7 +245,7 @@ def test_nan_loss_stops_training_and_says_so():
         return value * math.nan if len(calls) > 100 else value
 
     with pytest.raises(train.TrainingDiverged) as error:
-        train.fit(linear(), ds, loss=loss, epochs=5, quiet=True)
+        train.fit(linear(), ds, loss_fn=loss, epochs=5, quiet=True)
     assert "became nan in epoch 2" in str(error.value) and "learning rate" in str(error.value)
     assert [row["epoch"] for row in error.value.history] == [1]  # the good epoch is kept
     assert len(calls) < 200  # stopped early in epoch 2, not at its end
@@ -272,7 +272,7 @@ def test_evaluate_returns_mean_loss_and_accuracy():
     loss, acc = train.evaluate(model, ds, batch_size=7)
     assert loss == pytest.approx(F.cross_entropy(scores, ds.labels).item(), rel=1e-5)
     assert acc == (scores.argmax(1) == ds.labels).sum().item() / len(ds)
-    assert train.evaluate(model, ds, loss=nn.MultiMarginLoss())[0] == pytest.approx(
+    assert train.evaluate(model, ds, loss_fn=nn.MultiMarginLoss())[0] == pytest.approx(
         F.multi_margin_loss(scores, ds.labels).item(), rel=1e-5)
 
 

@@ -20,7 +20,7 @@ WEIGHT_OPS = {"linear", "addmm", "mm", "matmul", "bmm", "conv2d", "convolution",
 
 def epochs():
     """The notebook's EPOCHS: 10 on the offline stand-in, 3 on the full MNIST."""
-    return 10 if data.is_standin(mnist("train")) else 3
+    return 10 if mnist("train").standin else 3
 
 
 def model(got):

@@ -43,7 +43,7 @@ def validation_folds(k=5, seed=0):
     for label in ds.labels.unique():
         where = (ds.labels == label).nonzero().squeeze(1)
         fold[where[torch.randperm(len(where), generator=generator)]] = torch.arange(len(where)) % k
-    return [data.Dataset(ds.images[fold == i], ds.labels[fold == i], ds.classes, f"{ds.source} | fold {i}: validation")
+    return [data.derive(ds, f"fold {i}: validation", images=ds.images[fold == i], labels=ds.labels[fold == i])
             for i in range(k)]
 
 

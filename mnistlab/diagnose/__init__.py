@@ -36,7 +36,7 @@ run, like nbgrader's preprocessors: a pipeline of small stages, each with one id
     stuck_at_chance          training loss >= 90% of ln(C) for the last 3 epochs, with its causes ranked
     divergence               NaN/inf weights, outputs or losses, or an epoch's loss above 3 ln(C)
     overfitting              train accuracy >= 15 points above test (>= 25 with 1000+ images: warning)
-    raw_emnist               EMNIST letters still raw (transposed, labels 1..26), read from .source
+    raw_emnist               EMNIST letters still raw (transposed, labels 1..26), read from .raw_emnist
 
 A Finding has: name, severity ("error", "warning", "info"), evidence (a dict of numbers), why, fix,
 and causes (ranked [{"cause", "score"}], for stuck_at_chance and divergence). to_json() writes

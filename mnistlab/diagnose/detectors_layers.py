@@ -9,7 +9,6 @@ Each takes the Probe and returns a list of Findings (empty: nothing wrong), or r
 
 import torch
 
-from mnistlab import data as mdata
 from mnistlab.diagnose.findings import Finding, Skip, _num
 from mnistlab.diagnose.probe import CHAINABLE, _need_forward
 from mnistlab.diagnose.settings import (CONNECTED_ATOL, CONNECTED_RTOL, DEAD_WARNING, OFF_CENTRE_MEAN,
@@ -180,8 +179,8 @@ def raw_emnist(p):
     and label k is the (k-1)-th letter, an off-by-one waiting to happen.
     """
     if p.dataset is None:
-        raise Skip("needs a mnistlab Dataset (its .source says if it is raw EMNIST)")
-    if mdata.EMNIST_RAW not in p.dataset.source:
+        raise Skip("needs a mnistlab Dataset (its .raw_emnist says if it is raw EMNIST)")
+    if not p.dataset.raw_emnist:
         return []
     labels = p.dataset.labels
     evidence = {"label_min": int(labels.min()), "label_max": int(labels.max()), "num_classes": len(p.dataset.classes)}

@@ -219,7 +219,7 @@ def _sample(model, data, sample):
     if isinstance(data, mdata.Dataset):
         # Evenly spaced, not the first `sample`: a dataset sorted by label still gives every class.
         index = torch.linspace(0, len(data) - 1, min(sample, len(data))).long()
-        part = mdata.Dataset(data.images[index], data.labels[index], data.classes, data.source)
+        part = mdata.derive(data, images=data.images[index], labels=data.labels[index])
         x, _ = next(mtrain.batches(part, batch_size=len(part), device=device))
         return x, data.labels, data
     if isinstance(data, torch.Tensor):

@@ -1,0 +1,112 @@
+"""The Dask cluster a grading run uses (grader/autograde.py): started while the coordinator prepares, and
+watched for workers that leave it mid-run.
+
+  start_client  the cluster at a scheduler's address, or a local one of single-threaded worker processes
+  Starting      start_client and every worker's warm-up (its sandbox zygote), in a thread of its own
+  WorkersLost   which workers left mid-run, which submissions they were grading (re-run elsewhere), and
+                the scratch folders they left (swept)
+"""
+
+import os
+
+from grader.execute import STARTED, sweep_stale_scratch, warm_up
+
+
+def start_client(scheduler=None, workers=None):
+    """A Dask client: the cluster at `scheduler`, or a local one with one single-threaded process per core."""
+    from dask.distributed import Client, LocalCluster
+
+    if scheduler:
+        return Client(scheduler, timeout="30s"), None
+    cluster = LocalCluster(n_workers=workers or os.cpu_count(), threads_per_worker=1, processes=True,
+                           dashboard_address=None, memory_limit=0, silence_logs=40)
+    return Client(cluster), cluster
+
+
+class Starting:
+    """start_client, then warm_up on every worker, in a thread of its own: the coordinator prepares meanwhile."""
+
+    def __init__(self, scheduler, workers, clean=False):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="grader-cluster-start")
+        self.future = self.pool.submit(self.start, scheduler, workers, clean)
+        self.pool.shutdown(wait=False)
+
+    @staticmethod
+    def start(scheduler, workers, clean):
+        own_client, cluster = start_client(scheduler, workers)
+        try:
+            own_client.run(warm_up, clean=clean)
+        except BaseException:
+            own_client.close()
+            if cluster:
+                cluster.close()
+            raise
+        return own_client, cluster
+
+    def result(self):
+        """(client, local cluster or None), once started and warmed up."""
+        return self.future.result()
+
+    def close(self):
+        """Stop what was started (the run ended before it began)."""
+        try:
+            own_client, cluster = self.result()
+        except Exception:
+            return
+        own_client.close()
+        if cluster:
+            cluster.close()
+
+
+class WorkersLost:
+    """Workers that left the cluster during a run, and what that cost: from the scheduler's events, the
+    "remove-worker" event (topic "all": the worker, the tasks it held) and each task's start, which the
+    worker announces (grader/execute.py: announce_start, topic STARTED). A submission that had started on a
+    lost worker was graded again from the start elsewhere (re-run); one it only held was sent elsewhere.
+    Each removal may also leave a scratch folder on the lost worker's machine (its owner killed mid-grading):
+    the report sweeps them from the machines of the workers that remain (grader/execute.py)."""
+
+    def __init__(self, client):
+        self.client, self.events, self.started, self.topics = client, [], [], []
+        for topic, into in (("all", self.events), (STARTED, self.started)):
+            try:
+                client.subscribe_topic(topic, lambda event, into=into: into.append(event[1]))
+                self.topics.append(topic)
+            except Exception:  # (a scheduler that does not publish events: nothing to report)
+                pass
+
+    def report(self, by_key):
+        """The lines for the end of the run: none, or one when workers were lost ("worker lost; N submission(s)
+        re-run on other workers: ...")."""
+        removals = [e for e in list(self.events) if isinstance(e, dict) and e.get("action") == "remove-worker"
+                    and (not e.get("expected") or set(e.get("processing-tasks") or ()) & set(by_key))]
+        if not removals:
+            return []
+        lost = {str(e.get("worker")) for e in removals}
+        started = {(str(s.get("key")), str(s.get("worker"))) for s in list(self.started) if isinstance(s, dict)}
+        held = {k for e in removals for k in e.get("processing-tasks") or () if k in by_key}
+        rerun = {k for k in held if any((k, worker) in started for worker in lost)}
+        if STARTED not in self.topics:  # (no start events to tell them apart: count all it held)
+            rerun = held
+
+        def names(keys):
+            return ", ".join(sorted(f"{by_key[k]['assignment']}/{by_key[k]['student']}" for k in keys))
+
+        try:
+            swept = sum(len(folders) for folders in self.client.run(sweep_stale_scratch).values())
+        except Exception as error:
+            swept = f"none ({type(error).__name__}: the next run sweeps them)"
+        waiting = held - rerun
+        waiting = f"; {len(waiting)} held there had not started: sent to other workers ({names(waiting)})" if waiting else ""
+        return [f"worker lost; {len(rerun)} submission(s) re-run on other workers: {names(rerun) or 'none'}{waiting}. "
+                f"{len(lost)} worker(s) left the cluster mid-run ({', '.join(sorted(lost))}); "
+                f"scratch folders swept: {swept}"]
+
+    def stop(self):
+        for topic in self.topics:
+            try:
+                self.client.unsubscribe_topic(topic)
+            except Exception:
+                pass
