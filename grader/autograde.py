@@ -14,11 +14,12 @@ nbgrader does the grading; this module only orchestrates it:
 - As each task finishes, the coordinator copies the notebook into autograded/ and the scores into
   the course's gradebook (nbgrader's Gradebook API), one submission at a time: no concurrent
   writers, and whatever was graded is kept if the run is interrupted.
-- Each task runs the stages of grader/execute.py (preflight, execute_isolated, rescore, verify); the
+- Each task runs the stages of grader/execute.py (check_files, execute_isolated, rescore_clean, verify); the
   course folder and gradebook are grader/course.py's.
 - After nbgrader, a second sandboxed child that never ran student code re-measures every accuracy check
-  from the models the notebook handed in (grader/clean.py, grader/checks.py): a failed clean check
-  scores its cell 0, whatever the kernel said, and disagreements flag the submission. Submitted
+  from the models the notebook handed in (grader/clean.py, grader/checks.py) and decides every test cell
+  from the values it handed in (grader/decide): a checked cell scores its points if every check passed
+  and 0 otherwise, whatever the kernel said, and disagreements flag the submission. Submitted
   notebooks are also read for lines that replace library functions (grader/integrity.py).
 - A submission that crashed, ran out of time or memory scores 0 for what it lost, with the reason
   recorded in the gradebook (as the cells' automatic comment) and in autograded/<s>/<a>/.grader.json.

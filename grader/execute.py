@@ -1,11 +1,14 @@
 """Grading one submission on a Dask worker: its stages, in order, over one scratch course.
 
-  preflight          grader/preflight.py: refuse what nbgrader cannot grade, repair what it would
-  execute_isolated   `nbgrader autograde` in a sandboxed child (grader/sandbox.py, grader/jail.py)
-  rescore            grader/rescore.py: the handed-in models measured again by a clean child
-  verify             grader/integrity.py: lines that replace library functions, flagged for a human
+  check_files        grader/preflight.py: refuse what nbgrader cannot grade, repair what it would
+  execute_isolated   `nbgrader autograde` in a sandboxed child (grader/sandbox.py, grader/jail.py); the
+                     notebook's test cells hand their values in (mnistlab.course.hand_in)
+  rescore_clean      grader/rescore.py: a clean child measures the handed-in models again and decides every
+                     test cell from its values (grader/clean.py, grader/decide); its verdict sets the score
+  verify             grader/integrity.py: lines that replace library functions or hook the kernel, flagged
 
-The result is a plain dict the coordinator records (grader/course.py: record).
+STAGES lists them; each takes the Grading (what is known so far) and adds to it. The result is a plain
+dict the coordinator records (grader/course.py: record).
 """
 
 import contextlib
@@ -16,6 +19,7 @@ import socket
 import stat
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
@@ -26,26 +30,73 @@ from grader.course import MAX_GRADED_NOTEBOOK, files_under
 SCRATCH_ROOT = Path(tempfile.gettempdir(), "mnistlab-grader")  # every scratch course lives here (the jail hides the others)
 
 
+@dataclass
+class Grading:
+    """What grading one submission has found so far: each stage reads it and adds to it."""
+    job: dict
+    scratch: str
+    files: dict = field(default_factory=dict)  # the submitted files, as preflight passed them (name -> bytes)
+    notes: dict = field(default_factory=dict)  # {grade id: the grader's note for that cell}
+    reason: str = None  # why the submission could not be graded (the later stages then do nothing)
+    ran: dict = None  # what execute_isolated left (scores, autograded files, cell errors, log, sandbox report)
+    scores: dict = None  # nbgrader's scores, then the clean verdict's
+    checks: list = field(default_factory=list)  # the clean checks (grader/results.py CheckResult, as JSON)
+    flags: list = field(default_factory=list)  # lines for a human
+
+
+def check_files(g):
+    """Stage 1, grader/preflight.py: refuse what nbgrader cannot grade (the reason in words the student
+    understands), repair what it would (e.g. duplicated cell ids), with a note."""
+    g.files, problems, g.notes = preflight.check_notebooks(g.job)
+    if problems:
+        g.reason = "; ".join(problems)
+
+
+def execute_isolated(g):
+    """Stage 2: `nbgrader autograde` of the one student in the scratch course, in a sandboxed child (see run_nbgrader)."""
+    if g.reason is None:
+        g.ran = run_nbgrader(g.job, g.files, g.scratch)
+        g.reason, g.scores = g.ran["reason"], g.ran["scores"]
+
+
+def rescore_clean(g):
+    """Stage 3, grader/rescore.py: the handed-in models measured again and every test cell decided by a clean child
+    that never ran student code; its verdict sets the cells' scores; disagreements with the kernel are flagged.
+    (Not for a course without this course's hand-ins: job["clean"] is False.)"""
+    if g.reason is None and g.job.get("clean", True):
+        g.checks = rescore.clean_checks(g.job, g.scratch)
+        g.scores, g.notes = rescore.apply_checks(g.scores, g.checks, g.notes)
+        g.flags += [c["flag"] for c in g.checks if c.get("flag")] + rescore.unconfirmed(g.checks, g.ran["files"],
+                                                                                         g.ran["errors"])
+
+
+def verify(g):
+    """Stage 4, grader/integrity.py: lines of the submitted notebooks that replace library functions or reach into
+    the kernel's machinery, flagged for a human (they change no score)."""
+    if g.ran is not None:
+        g.flags += [flag for name, data in g.files.items() if name.endswith(".ipynb")
+                    for flag in integrity.scan(data.decode(errors="replace"))]
+
+
+STAGES = (check_files, execute_isolated, rescore_clean, verify)
+
+
 def grade_submission(job):
-    """Grade one submission in a scratch course; return what the coordinator records."""
+    """Grade one submission in a scratch course, stage by stage (STAGES); return what the coordinator records."""
     start = time.perf_counter()
     announce_start()
     scratch = new_scratch(job["student"])
     try:
-        files, problems, notes = preflight.check_notebooks(job)
-        if problems:  # nothing nbgrader could grade: say why, in words the student understands
-            return failed(job, "; ".join(problems), start)
-        ran = execute_isolated(job, files, scratch)
-        checks, flags, scores = [], [], ran["scores"]
-        if not ran["reason"] and job.get("clean", True):  # (False: a course without this one's checks)
-            checks = rescore.clean_checks(job, scratch)
-            scores, notes = rescore.apply_checks(scores, checks, notes)
-            flags = [c["flag"] for c in checks if c.get("flag")] + rescore.unconfirmed(checks, ran["files"], ran["errors"])
-        flags += verify(files)
+        g = Grading(job, scratch)
+        for stage in STAGES:
+            stage(g)
+        if g.ran is None:  # refused before nbgrader ran: nothing nbgrader could grade
+            return failed(job, g.reason, start)
+        ran, graded = g.ran, g.reason is None
         return {"student": job["student"], "assignment": job["assignment"], "hash": job["hash"],
-                "status": "failed" if ran["reason"] else "graded", "reason": ran["reason"],
-                "scores": scores if not ran["reason"] else None, "files": ran["files"] if not ran["reason"] else {},
-                "cell_errors": ran["errors"], "checks": checks, "flags": flags, "cell_notes": notes,
+                "status": "graded" if graded else "failed", "reason": g.reason,
+                "scores": g.scores if graded else None, "files": ran["files"] if graded else {},
+                "cell_errors": ran["errors"], "checks": g.checks, "flags": g.flags, "cell_notes": g.notes,
                 "log_tail": ran["log"][-4000:], "sandbox": ran["sandbox"], "peak_mib": round(ran["peak"] / 2**20),
                 "seconds": round(time.perf_counter() - start, 2)}
     finally:
@@ -138,7 +189,7 @@ def remove(folder):
     shutil.rmtree(folder, onerror=writable_and_again)
 
 
-def execute_isolated(job, files, scratch):
+def run_nbgrader(job, files, scratch):
     """`nbgrader autograde` of the one student in the scratch course, in a sandboxed child. Returns what it
     left: scores, autograded files (outputs trimmed), cell errors, why it failed (None if it did not), the
     sandbox's report, nbgrader's log and the peak memory."""
@@ -171,12 +222,6 @@ def execute_isolated(job, files, scratch):
     return {"scores": scores, "files": graded_files, "errors": cell_errors(graded_files),
             "reason": killed or failure_reason(exitcode, log, scores, graded_files), "sandbox": report, "log": log,
             "peak": peak}
-
-
-def verify(files):
-    """Flags for a human: lines of the submitted notebooks that replace library functions (grader/integrity.py)."""
-    return [flag for name, data in files.items() if name.endswith(".ipynb")
-            for flag in integrity.scan(data.decode(errors="replace"))]
 
 
 def warm_up(clean=False):
