@@ -121,7 +121,7 @@ def run(args):
                                       workers=args.workers, force=args.force, students=args.student,
                                       timeout=args.timeout, memory=args.memory, cell_timeout=args.cell_timeout,
                                       allow_network=args.allow_network, progress=not args.no_progress)
-        graded = [r for r in results.values() if r["status"] == "graded"]
+        graded = [r for r in results.values() if r.status == "graded"]
         print(f"{len(graded)} of {len(results)} submission(s) graded; "
               f"{len(results) - len(graded)} could not be (scored 0, reason above)")
         absent, unrecorded = autograde.unaccounted(args.assignments, args.course, results, args.student)

@@ -37,6 +37,7 @@ nbgrader does the grading; this module only orchestrates it:
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from grader import DEFAULT_MEMORY, DEFAULT_TIMEOUT, GraderError  # noqa: F401 (the defaults: callers use autograde.DEFAULT_*)
@@ -80,7 +81,7 @@ def plan(cd, assignment, students=None, force=False, **settings):
         files = files_under(submitted, refused)
         digest = fingerprint(files, source_files)
         previous = read_record(cd, assignment, student)
-        if not force and previous and previous.get("hash") == digest:
+        if not force and previous and previous.hash == digest:
             if held is None:  # read once, and only when some submission could be skipped
                 held = graded_in_gradebook(cd, assignment)
             if holds(previous, held.get(student)):
@@ -105,9 +106,8 @@ def outcome(future, job):
     try:
         return future.result()
     except Exception as error:
-        result = failed(job, f"grading infrastructure: {type(error).__name__}: {error}"[:500], time.perf_counter())
-        result["seconds"] = None
-        return result
+        return replace(failed(job, f"grading infrastructure: {type(error).__name__}: {error}"[:500], time.perf_counter()),
+                       seconds=None)
 
 
 TIME_LIMITS = ("time limit:", "wall-time limit:")  # how Zygote.run's reasons for a time kill begin
@@ -115,22 +115,22 @@ TIME_LIMITS = ("time limit:", "wall-time limit:")  # how Zygote.run's reasons fo
 
 def time_limited(result):
     """True if the submission lost points to a time limit: killed for time, or a cell interrupted by one."""
-    return ((result["status"] == "failed" and (result["reason"] or "").startswith(TIME_LIMITS))
-            or "CellTimeoutError" in result.get("cell_errors", {}).values())
+    return ((result.status == "failed" and (result.reason or "").startswith(TIME_LIMITS))
+            or "CellTimeoutError" in result.cell_errors.values())
 
 
 def regraded(result):
     """Note on a second grading (alone on the machine) what happened, so that nobody reads a 0 as a busy machine."""
-    result = dict(result, cell_notes=dict(result.get("cell_notes") or {}))
+    result = replace(result, cell_notes=dict(result.cell_notes))
     if time_limited(result):
         note = "ran past a time limit twice: in the class run, and again graded alone on the machine"
-        if result["status"] == "failed":
-            result["reason"] = f"{result['reason']} ({note})"
-        for cell, error in result.get("cell_errors", {}).items():
+        if result.status == "failed":
+            result.reason = f"{result.reason} ({note})"
+        for cell, error in result.cell_errors.items():
             if error == "CellTimeoutError":
-                result["cell_notes"][cell] = f"this cell {note}: it scores 0"
+                result.cell_notes[cell] = f"this cell {note}: it scores 0"
     else:
-        result["cell_notes"]["time-limit"] = ("a time limit stopped this submission in the class run (a busy machine); "
+        result.cell_notes["time-limit"] = ("a time limit stopped this submission in the class run (a busy machine); "
                                               "it was graded again alone, and that grade counts")
     return result
 
@@ -145,12 +145,12 @@ def done(cd, job, result, results, failures):
                         "(its RECORD was not written: run autograde again to grade it)")
         return
     results[job["assignment"], job["student"]] = summary
-    if summary["status"] == "failed":
-        failures.append(f"FAILED {job['assignment']}/{job['student']}: {summary['reason']}")
+    if summary.status == "failed":
+        failures.append(f"FAILED {job['assignment']}/{job['student']}: {summary.reason}")
 
 
 def autograde(assignment, course=".", students=None, **options):
-    """Grade every submission of `assignment`; returns {student: summary}. See the module docstring."""
+    """Grade every submission of `assignment`; returns {student: its RECORD, a SubmissionResult}. See the module docstring."""
     results = autograde_many([assignment], course, students=students, **options)
     absent, unrecorded = unaccounted([assignment], course, results, students, options.get("db"))
     if absent or unrecorded:
@@ -181,7 +181,7 @@ def clean_checks_apply(cd, assignment):
 def autograde_many(assignments, course=".", db=None, scheduler=None, workers=None, force=False, students=None,
                    timeout=DEFAULT_TIMEOUT, memory=DEFAULT_MEMORY, cell_timeout=None, allow_network=False,
                    progress=True, client=None):
-    """Grade every submission of each assignment, all in one pool; returns {(assignment, student): summary}."""
+    """Grade every submission of each assignment, all in one pool; returns {(assignment, student): its RECORD}."""
     from dask.distributed import as_completed
     from tqdm.auto import tqdm
 
@@ -267,7 +267,7 @@ def autograde_many(assignments, course=".", db=None, scheduler=None, workers=Non
     for line in failures:
         print(line)
     for (assignment, student), summary in sorted(results.items()):
-        for cell, error in summary.get("cell_errors", {}).items():
+        for cell, error in summary.cell_errors.items():
             if error == "CellTimeoutError":
                 print(f"TIMEOUT {assignment}/{student}: cell {cell} ran past the cell time limit twice (the second "
                       "time graded alone) and scored 0")

@@ -21,11 +21,13 @@ import sys
 import tempfile
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 from grader import GraderError, sandbox
 from grader.build import tool_env
 from grader.gradebook import WRITE_TRIES, database_url, gradebook, quick_alembic_version, retried, shown
+from grader.results import SubmissionResult
 
 RECORD = ".grader.json"
 def course_directory(course=".", db=None):
@@ -157,43 +159,41 @@ def template_gradebook(cd, config, assignment):
 
 
 def read_record(cd, assignment, student):
+    """The RECORD of one submission as a SubmissionResult, or None if it has not been graded (or recorded)."""
     path = Path(cd.format_path(cd.autograded_directory, student, assignment), RECORD)
-    return json.loads(path.read_text()) if path.exists() else None
+    return SubmissionResult.from_json(dict(json.loads(path.read_text()), student=student, assignment=assignment)) \
+        if path.exists() else None
 
 
 def record(cd, result):
-    """Write one result into the gradebook, then into autograded/<s>/<a>/ (the folder and its RECORD at once).
+    """Write one result (a SubmissionResult) into the gradebook, then into autograded/<s>/<a>/ (the folder and its RECORD at once).
 
     Safe with other coordinators writing the same gradebook and course folder at the same time: the
     gradebook write is retried when it meets another writer (retried), and the folder is made aside and
     moved into place whole. Raises GraderError if the gradebook write still fails: nothing is then written
-    to autograded/, so a re-run grades the submission again."""
-    assignment, student = result["assignment"], result["student"]
-    folder = Path(cd.format_path(cd.autograded_directory, student, assignment))
-    written = retried(f"{assignment}/{student}", cd.db_url, lambda: write_grades(cd, result))
-
-    summary = {key: result.get(key) for key in ("status", "reason", "hash", "cell_errors", "sandbox", "peak_mib", "seconds",
-                                                 "checks", "flags", "cell_notes")}
-    summary.update(written, graded_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-    if result["status"] == "graded":
-        files = result["files"]
+    to autograded/, so a re-run grades the submission again. Returns the RECORD, as read_record reads it."""
+    folder = Path(cd.format_path(cd.autograded_directory, result.student, result.assignment))
+    written = retried(f"{result.assignment}/{result.student}", cd.db_url, lambda: write_grades(cd, result))
+    summary = replace(result, **written, graded_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"), scores=None, files={}, log_tail="")
+    if result.status == "graded":
+        files = result.files
     else:  # keep the student's files next to the reason, for whoever looks at it by hand
-        files = files_under(Path(cd.format_path(cd.submitted_directory, student, assignment)))
-    files = dict(files, **{RECORD: json.dumps(summary, indent=1).encode()})
+        files = files_under(Path(cd.format_path(cd.submitted_directory, result.student, result.assignment)))
+    files = dict(files, **{RECORD: json.dumps(summary.to_json(), indent=1).encode()})
     replace_folder(folder, files)
     return summary
 
 
 def write_grades(cd, result):
-    """One result into the gradebook, in one session: the student and the submission made if missing.
-    Returns what the RECORD keeps of it: score, max_score, manual_pending and auto_scores."""
-    assignment, student = result["assignment"], result["student"]
+    """One result (a SubmissionResult) into the gradebook, in one session: the student and the submission made
+    if missing. Returns what the RECORD keeps of it: score, max_score, manual_pending and auto_scores."""
+    assignment, student = result.assignment, result.student
     with gradebook(cd.db_url, cd.course_id) as gb:
         gb.update_or_create_student(student)
-        timestamp = (result["scores"] or {}).get("timestamp")
+        timestamp = (result.scores or {}).get("timestamp")
         submission = gb.update_or_create_submission(assignment, student, **({"timestamp": timestamp} if timestamp else {}))
-        if result["status"] == "graded":
-            for nb in result["scores"]["notebooks"]:
+        if result.status == "graded":
+            for nb in result.scores["notebooks"]:
                 notebook = gb.find_submission_notebook(nb["name"], assignment, student)
                 notebook.late_submission_penalty = nb["late_submission_penalty"]
                 for g in nb["grades"]:
@@ -208,7 +208,7 @@ def write_grades(cd, result):
                 for grade in notebook.grades:  # written answers (markdown) still wait for a human
                     grade.auto_score, grade.needs_manual_grade = 0.0, grade.cell.cell_type != "code"
                 for comment in notebook.comments:
-                    comment.auto_comment = f"Not graded: {result['reason']}"
+                    comment.auto_comment = f"Not graded: {result.reason}"
         gb.db.commit()
         grades = [(nb.name, g) for nb in submission.notebooks for g in nb.grades]
         return {"score": submission.score, "max_score": submission.max_score,
@@ -283,7 +283,7 @@ def holds(previous, grades):
     RECORD `previous` says were written: the same automatic score in every graded cell."""
     if not grades:
         return False
-    expected = previous.get("auto_scores")
+    expected = previous.auto_scores
     if expected is None:  # a record written before records kept the scores: any automatic score will do
         return any(score is not None for score in grades.values())
     return set(expected) == set(grades) and all(same_score(expected[cell], grades[cell]) for cell in expected)

@@ -149,11 +149,11 @@ def main(course=".", scratch="build/demo-course", workers=None, cell_timeout=Non
 
     rows = []
     for (name, student), r in sorted(results.items()):
-        timeouts = [cell for cell, error in r.get("cell_errors", {}).items() if error == "CellTimeoutError"]
-        note = r["reason"] or (f"cell time limit in {', '.join(timeouts)}" if timeouts else "")
-        manual = f" (+{r['manual_pending']:g} by hand)" if r.get("manual_pending") else ""
-        rows.append((name, student, f"{r['score']:g} / {r['max_score'] - r.get('manual_pending', 0):g}{manual}",
-                     r["status"], note[:70], r["seconds"]))
+        timeouts = [cell for cell, error in r.cell_errors.items() if error == "CellTimeoutError"]
+        note = r.reason or (f"cell time limit in {', '.join(timeouts)}" if timeouts else "")
+        manual = f" (+{r.manual_pending:g} by hand)" if r.manual_pending else ""
+        rows.append((name, student, f"{r.score:g} / {r.max_score - r.manual_pending:g}{manual}", r.status, note[:70],
+                     r.seconds))
     print()
     print(table(rows))
     cd, _ = autograde.course_directory(demo)
@@ -167,7 +167,7 @@ def main(course=".", scratch="build/demo-course", workers=None, cell_timeout=Non
     print()
     for problem in problems:
         print(f"WARNING {problem}")
-    flagged = [(name, student, flag) for (name, student), r in sorted(results.items()) for flag in r.get("flags") or []]
+    flagged = [(name, student, flag) for (name, student), r in sorted(results.items()) for flag in r.flags]
     if flagged:
         print("\nFlagged by the integrity checks (scores use the grader's own measurements):")
         print(table([(name, student, flag[:110]) for name, student, flag in flagged], header=("assignment", "student", "flag")))
@@ -177,7 +177,7 @@ def main(course=".", scratch="build/demo-course", workers=None, cell_timeout=Non
           f"feedback: {sum(len(p) for p in pages.values())} pages in {demo / 'feedback'}/<student>/<assignment>/\n"
           f"class reports: {', '.join(str(r) for r in reports)}")
     print(f"demo took {time.perf_counter() - start:.0f} s")
-    reference_ok = all(r["status"] == "graded" and r["score"] == r["max_score"] - r.get("manual_pending", 0)
+    reference_ok = all(r.status == "graded" and r.score == r.max_score - r.manual_pending
                        for (_, s), r in results.items() if s == "reference")
     if not reference_ok:
         print("WARNING: a reference solution did not get all the automatic points (see the table)")

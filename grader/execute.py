@@ -7,8 +7,8 @@
                      test cell from its values (grader/clean.py, grader/decide); its verdict sets the score
   verify             grader/integrity.py: lines that replace library functions or hook the kernel, flagged
 
-STAGES lists them; each takes the Grading (what is known so far) and adds to it. The result is a plain
-dict the coordinator records (grader/course.py: record).
+STAGES lists them; each takes the Grading (what is known so far) and adds to it. The result is a
+SubmissionResult (grader/results.py), which the coordinator records (grader/course.py: record).
 """
 
 import contextlib
@@ -26,6 +26,7 @@ import nbformat
 
 from grader import integrity, nbcell, preflight, rescore, sandbox
 from grader.course import MAX_GRADED_NOTEBOOK, files_under
+from grader.results import CheckResult, SubmissionResult
 
 SCRATCH_ROOT = Path(tempfile.gettempdir(), "mnistlab-grader")  # every scratch course lives here (the jail hides the others)
 
@@ -93,12 +94,12 @@ def grade_submission(job):
         if g.ran is None:  # refused before nbgrader ran: nothing nbgrader could grade
             return failed(job, g.reason, start)
         ran, graded = g.ran, g.reason is None
-        return {"student": job["student"], "assignment": job["assignment"], "hash": job["hash"],
-                "status": "graded" if graded else "failed", "reason": g.reason,
-                "scores": g.scores if graded else None, "files": ran["files"] if graded else {},
-                "cell_errors": ran["errors"], "checks": g.checks, "flags": g.flags, "cell_notes": g.notes,
-                "log_tail": ran["log"][-4000:], "sandbox": ran["sandbox"], "peak_mib": round(ran["peak"] / 2**20),
-                "seconds": round(time.perf_counter() - start, 2)}
+        return SubmissionResult(student=job["student"], assignment=job["assignment"], hash=job["hash"],
+                                status="graded" if graded else "failed", reason=g.reason,
+                                scores=g.scores if graded else None, files=ran["files"] if graded else {},
+                                cell_errors=ran["errors"], checks=[CheckResult.from_json(c) for c in g.checks],
+                                flags=g.flags, cell_notes=g.notes, log_tail=ran["log"][-4000:], sandbox=ran["sandbox"],
+                                peak_mib=round(ran["peak"] / 2**20), seconds=round(time.perf_counter() - start, 2))
     finally:
         remove(scratch)
 
@@ -276,9 +277,8 @@ def trim_outputs(files):
 
 def failed(job, reason, start):
     """The result of a submission that could not be graded at all."""
-    return {"student": job["student"], "assignment": job["assignment"], "hash": job["hash"], "status": "failed",
-            "reason": reason, "scores": None, "files": {}, "cell_errors": {}, "checks": [], "flags": [],
-            "cell_notes": {}, "sandbox": {}, "peak_mib": None, "seconds": round(time.perf_counter() - start, 2)}
+    return SubmissionResult(student=job["student"], assignment=job["assignment"], hash=job["hash"], status="failed",
+                            reason=reason, seconds=round(time.perf_counter() - start, 2))
 
 
 def read_text(path):

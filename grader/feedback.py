@@ -37,7 +37,6 @@ the reason and the score instead: nothing of its notebook is shown.
 
 import copy
 import html
-import json
 import tempfile
 import warnings
 from dataclasses import dataclass, field
@@ -47,10 +46,11 @@ import nbformat
 from nbformat.v4 import new_markdown_cell
 
 from grader import GraderError, nbcell
-from grader.course import RECORD, course_directory
+from grader.course import RECORD, course_directory, read_record
 from grader.hidden import (REDACTED, LeakError, assert_no_secrets, hidden_line_numbers, is_test_cell,  # noqa: F401
                            redact, secret_lines, secret_patterns)
 from grader.result_block import findings_of, result_block, visible_error  # noqa: F401
+from grader.results import SubmissionResult
 
 HEADER = (
     "**Your feedback.** The score of each graded cell is above, next to its link. Your cells show the outputs "
@@ -71,7 +71,7 @@ class Context:
     notebook: str
     secrets: list  # secret_lines() of the assignment
     scores: dict = field(default_factory=dict)  # {grade_id: (score, max_score)} from the gradebook
-    record: dict = field(default_factory=dict)  # the submission's .grader.json
+    record: SubmissionResult = None  # the submission's .grader.json (None: none)
     kinds: dict = field(default_factory=dict)  # {check name: "accuracy" | "gain"}
     submitted: object = None  # the notebook as the student handed it in (None: not found)
 
@@ -82,8 +82,8 @@ class Context:
 
 def report_results(nb, ctx):
     """Replace the outputs of every test cell by one result block (see result_block)."""
-    checks = ctx.record.get("checks") or []
-    notes = ctx.record.get("cell_notes") or {}
+    checks = ctx.record.checks if ctx.record else []
+    notes = ctx.record.cell_notes if ctx.record else {}
     for cell in nb.cells:
         if not is_test_cell(cell):
             continue
@@ -91,7 +91,7 @@ def report_results(nb, ctx):
         errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
         errors.sort(key=lambda o: o.get("ename") != "CellTimeoutError")  # a time-out says most, when there is one
         error = visible_error(cell, errors[0]) if errors else None
-        cell.outputs = [result_block(ctx.scores.get(grade_id), [c for c in checks if c.get("cell") == grade_id],
+        cell.outputs = [result_block(ctx.scores.get(grade_id), [c for c in checks if c.cell == grade_id],
                                      error, notes.get(grade_id), bool(errors), ctx.kinds)]
     return nb
 
@@ -156,7 +156,7 @@ def keep_known_metadata(nb, ctx):
 def add_header(nb, ctx):
     """A first cell that says how to read the page, with the grader's notes on graded cells that are
     missing from the notebook (e.g. deleted: no cell below can show them)."""
-    notes = ctx.record.get("cell_notes") or {}
+    notes = ctx.record.cell_notes if ctx.record else {}
     present = {nbcell.grade_id(cell) for cell in nb.cells}
     missing = [f"- `{grade_id}`: {notes[grade_id]}" for grade_id in ctx.scores
                if grade_id in notes and grade_id not in present]
@@ -198,16 +198,15 @@ def autograded_students(cd, assignment):
 def check_kinds(assignment, record):
     """{check name: kind}: the record's own "kind" (every record since the kind was added), else the course's
     table (read only then: it imports PyTorch, which another course's feedback does not need)."""
-    checks = [c for c in record.get("checks") or [] if isinstance(c, dict)]
-    kinds = {c.get("name"): c["kind"] for c in checks if c.get("kind")}
-    if any(not c.get("kind") for c in checks):
+    kinds = {c.name: c.kind for c in record.checks if c.kind}
+    if any(not c.kind for c in record.checks):
         try:
             from grader.checks import CHECKS
         except ImportError:  # another course, without this course's checks table
             CHECKS = {}
-        for c in checks:
-            known = CHECKS.get((assignment, c.get("name")))
-            kinds.setdefault(c.get("name"), known.kind if known else "accuracy")
+        for c in record.checks:
+            known = CHECKS.get((assignment, c.name))
+            kinds.setdefault(c.name, known.kind if known else "accuracy")
     return kinds
 
 
@@ -232,8 +231,8 @@ def read_notebook(path):
 
 def failure_page(assignment, student, notebook, record, patterns):
     """The page of a submission that could not be graded: the reason and the score, nothing else."""
-    reason = redact(str(record.get("reason") or "unknown"), patterns)
-    score, most = record.get("score") or 0, record.get("max_score")
+    reason = redact(str(record.reason or "unknown"), patterns)
+    score, most = record.score or 0, record.max_score
     total = f"{score:g} / {most:g}" if most is not None else f"{score:g}"
     return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(notebook)}</title></head>\n"
             f"<body style='font-family:sans-serif;max-width:50em;margin:2em auto'>\n"
@@ -287,8 +286,8 @@ def feedback(assignment, course=".", db=None, students=None):
             warnings.simplefilter("ignore")  # SQLAlchemy's SAWarnings about nbgrader's own session use
             for student in wanted:
                 folder = Path(cd.format_path(cd.autograded_directory, student, assignment))
-                record = json.loads(Path(folder, RECORD).read_text())
-                if record.get("status") != "graded":
+                record = read_record(cd, assignment, student)
+                if record.status != "graded":
                     for notebook in sources:
                         publish(student, notebook, failure_page(assignment, student, notebook, record, patterns))
                     continue

@@ -39,7 +39,6 @@ from matplotlib.figure import Figure
 from grader import GraderError
 from grader.nbcell import grade_id
 from grader.course import course_directory, read_record, submitted_students
-from grader.results import CheckResult
 
 # Colours of a submission's status (the run-time bars) and of a cell's score (the exercise bars).
 STATUS_COLOURS = {"graded": "#4c72b0", "flagged": "#dd8452", "failed": "#c44e52", "not graded": "#999999"}
@@ -103,9 +102,9 @@ def status(record):
     """"failed", "flagged", "graded" or "not graded" (no record: autograde has not seen it)."""
     if record is None:
         return "not graded"
-    if record.get("status") == "failed":
+    if record.status == "failed":
         return "failed"
-    return "flagged" if record.get("flags") else "graded"
+    return "flagged" if record.flags else "graded"
 
 
 def in_notebook_order(cd, assignment, cells):
@@ -120,9 +119,9 @@ def in_notebook_order(cd, assignment, cells):
 
 
 def checks(klass):
-    """(student, check) for every clean check in the records."""
-    return [(student, check) for student, row in klass["students"].items()
-            for check in (row["record"] or {}).get("checks") or []]
+    """(student, CheckResult) for every clean check in the records."""
+    return [(student, check) for student, row in klass["students"].items() if row["record"]
+            for check in row["record"].checks]
 
 
 # --- the sections -----------------------------------------------------------------------------
@@ -162,7 +161,7 @@ def exercises(klass):
     cells = klass["cells"]
     if not cells:
         return section("exercises", "Scores per exercise", "<p>The assignment has no grade cells.</p>")
-    notes = Counter(cell for row in klass["students"].values() for cell in ((row["record"] or {}).get("cell_notes") or {}))
+    notes = Counter(cell for row in klass["students"].values() if row["record"] for cell in row["record"].cell_notes)
     counts, rows = [], []
     for cell in cells:
         key = cell["notebook"], cell["name"]
@@ -206,12 +205,12 @@ def pitfalls(klass):
     hits, failed, checked = defaultdict(set), defaultdict(set), defaultdict(set)
     cell_of = {}
     for student, check in checks(klass):
-        for finding in check.get("findings") or []:
+        for finding in check.findings or []:
             hits[finding.get("name", "?")].add(student)  # once per submission, however many checks found it
-        checked[check["name"]].add(student)
-        cell_of[check["name"]] = check.get("cell")
-        if check.get("passed") is False:
-            failed[check["name"]].add(student)
+        checked[check.name].add(student)
+        cell_of[check.name] = check.cell
+        if not check.passed:
+            failed[check.name].add(student)
 
     body = ""
     if hits:
@@ -244,7 +243,7 @@ def runs(klass):
     """Grading time per submission (coloured by status), and why each failed submission failed."""
     students = klass["students"]
     names = list(students)
-    seconds = [(students[s]["record"] or {}).get("seconds") or 0 for s in names]
+    seconds = [(students[s]["record"].seconds or 0) if students[s]["record"] else 0 for s in names]
     colours = [STATUS_COLOURS[students[s]["status"]] for s in names]
 
     fig = Figure(figsize=(min(max(6, 0.3 * len(names)), 16), 3.5))
@@ -266,7 +265,7 @@ def runs(klass):
     if failed:
         body += "<h3>Failed submissions</h3>" + table(
             ["student", "reason", "seconds", "peak MiB"],
-            [[s, r.get("reason") or "", number(r.get("seconds")), number(r.get("peak_mib"))] for s, r in failed])
+            [[s, r.reason or "", number(r.seconds), number(r.peak_mib)] for s, r in failed])
     else:
         body += "<p>No submission failed.</p>"
     return section("runs", "Run time and failures", body)
@@ -276,22 +275,17 @@ def flagged(klass):
     """Flagged submissions: the flags, and each check whose claimed and clean figures disagree."""
     rows = []
     for student, row in klass["students"].items():
-        record = row["record"] or {}
-        if not record.get("flags"):
+        record = row["record"]
+        if not record or not record.flags:
             continue
-        differ = [f"{c['name']}: claimed {shown(c, 'claimed')}, clean {shown(c, 'clean')}, threshold {shown(c, 'threshold')}"
-                  for c in record.get("checks") or [] if disagree(c)]
-        rows.append([student, list(record["flags"]), differ or ["(none)"]])
+        differ = [f"{c.name}: claimed {c.shown('claimed')}, clean {c.shown('clean')}, threshold {c.shown('threshold')}"
+                  for c in record.checks if not c.agrees()]
+        rows.append([student, list(record.flags), differ or ["(none)"]])
     if not rows:
         return section("flagged", "Flagged submissions", "<p>No submission was flagged.</p>")
     body = ("<p>Where the notebook's claim and the grader's clean measurement differ, the clean one counts.</p>"
             + table(["student", "flags", "claimed vs clean (threshold)"], rows))
     return section("flagged", "Flagged submissions", body)
-
-
-def disagree(check):
-    """Whether a record's check (JSON) has the notebook's and the grader's figures apart (grader/results.py)."""
-    return not CheckResult.from_json(check).agrees()
 
 
 # --- HTML and figures -------------------------------------------------------------------------
@@ -322,11 +316,6 @@ def section(name, title, body):
 
 def number(value):
     return "—" if value is None else f"{value:g}"
-
-
-def shown(check, key):
-    """One figure of a record's check (JSON), as the feedback page shows it."""
-    return CheckResult.from_json(check).shown(key)
 
 
 STYLE = """

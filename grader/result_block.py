@@ -89,27 +89,28 @@ def findings_of(dicts):
 def result_block(score, checks, error, note, had_error, kinds):
     """The one output a test cell keeps: a display_data with text/html and text/plain.
 
-    score: (points, max points) from the gradebook, or None; checks: the .grader.json checks of
-    this cell; error: visible_error() or None; note: the grader's cell note; had_error: whether
+    score: (points, max points) from the gradebook, or None; checks: the CheckResults of this cell (or
+    their JSON); error: visible_error() or None; note: the grader's cell note; had_error: whether
     the cell raised at all; kinds: {check name: "accuracy" | "gain" | "test"}.
     """
+    checks = [c if isinstance(c, CheckResult) else CheckResult.from_json(c) for c in checks]
     if score is not None and score[1]:
         points, most = score
         verdict = "passed" if points >= most else "failed" if not points else "partly passed"
         verdict_text = f"{verdict} ({points:g} of {most:g} points)"
     else:
-        verdict = "failed" if had_error or any(not c.get("passed") for c in checks) else "passed"
+        verdict = "failed" if had_error or any(not c.passed for c in checks) else "passed"
         verdict_text = verdict
     plain, parts = [f"Result: {verdict_text}"], []
     for check in checks:
-        kind = kinds.get(check.get("name"), "accuracy")
+        kind = kinds.get(check.name, check.kind or "accuracy")
         plain.append("- " + check_text(check, kind))
         parts.append(f"<li>{html.escape(check_text(check, kind))}</li>")
     parts = [f"<ul style='margin:4px 0'>{''.join(parts)}</ul>"] if parts else []
     if error:
         plain.append(f"Error: {error}")
         parts.append(f"<p>Error: <code>{html.escape(error)}</code></p>")
-    elif had_error and checks and all(c.get("passed") for c in checks):
+    elif had_error and checks and all(c.passed for c in checks):
         words = "The cell raised an error in your notebook's kernel, but the grader's own check passed, and that counts."
         plain.append(words)
         parts.append(f"<p>{words}</p>")
@@ -120,10 +121,10 @@ def result_block(score, checks, error, note, had_error, kinds):
         plain.append(f"Note from the grader: {note}")
         parts.append(f"<p>Note from the grader: {html.escape(note)}</p>")
     for check in checks:
-        if not check.get("passed") and check.get("findings"):
-            findings = findings_of(check["findings"])
-            plain.append(f"What diagnose found about {check.get('name')}:\n{findings}")
-            parts.append(f"<p>What <code>mnistlab.diagnose</code> found about <code>{html.escape(str(check.get('name')))}"
+        if not check.passed and check.findings:
+            findings = findings_of(check.findings)
+            plain.append(f"What diagnose found about {check.name}:\n{findings}")
+            parts.append(f"<p>What <code>mnistlab.diagnose</code> found about <code>{html.escape(str(check.name))}"
                          f"</code>:</p>{findings._repr_html_()}")
     color = {"passed": "#2e7d32", "failed": "#c62828"}.get(verdict, "#ef6c00")
     block = (f"<div style='border-left:4px solid {color};padding:2px 10px'>"

@@ -125,7 +125,9 @@ def prepare(job):
     os.dup2(log, 2)
     os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
     done = isolate(scratch, network=job.get("isolate_network", True), keep_capabilities=job.get("kind") != "score")
-    home = os.path.join(scratch, "home")
+    # The clean scorer's HOME is one the student's kernel never saw (scratch/grader): the kernel's own home/
+    # holds what it left there (caches, folders it made unreadable), which must not change a clean verdict.
+    home = os.path.join(scratch, "grader", "clean-home") if job.get("kind") == "score" else os.path.join(scratch, "home")
     os.makedirs(home, exist_ok=True)
     # Everything Jupyter, IPython and matplotlib write goes into the scratch folder; no proxies.
     for key in [k for k in os.environ if k.lower().endswith("_proxy")]:

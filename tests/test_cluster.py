@@ -162,7 +162,7 @@ def test_killed_worker_on_a_real_cluster(tmp_path):
     assert lost, output
     assert lost.group(1) == f"{A}/{running}"
     records = [autograde.read_record(autograde.course_directory(course)[0], A, s) for s in CLASS]
-    per_submission = sorted(r["seconds"] for r in records)
+    per_submission = sorted(r.seconds for r in records)
     print(f"\nlocal run {local_seconds:.1f} s, cluster run with a kill {cluster_seconds:.1f} s; seconds per submission "
           f"(inside a worker, {toycourse.ASSIGNMENT} with 1.5 s of work): median {per_submission[len(per_submission) // 2]}, "
           f"max {per_submission[-1]}")

@@ -28,6 +28,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from grader import feedback as fb
 from grader.autograde import course_directory
+from grader.results import SubmissionResult
 
 # SAWarning: nbgrader's own use of its database session, while it autogrades the course
 pytestmark = [pytest.mark.timeout(300), pytest.mark.filterwarnings("ignore::sqlalchemy.exc.SAWarning")]
@@ -300,7 +301,8 @@ def test_findings_from_partial_dicts():
 def test_header_carries_notes_of_missing_cells():
     nb = new_notebook(cells=[cell("assert True", "test_kept", points=1)])
     ctx = fb.Context("dan", A, [], scores={"test_kept": (1, 1), "test_gone": (0, 2)},
-                     record={"cell_notes": {"test_gone": "grade cell deleted", "test_kept": "shown in its cell"}})
+                     record=SubmissionResult("dan", A, cell_notes={"test_gone": "grade cell deleted",
+                                                                   "test_kept": "shown in its cell"}))
     header = fb.add_header(nb, ctx).cells[0].source
     assert "Where the grader checked a cell itself" in " ".join(header.split())
     assert "`test_gone`: grade cell deleted" in header and "test_kept" not in header

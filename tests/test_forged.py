@@ -72,30 +72,30 @@ def graded(tmp_path_factory):
 
 def test_the_reference_keeps_every_point(graded):
     r = graded["reference"]
-    assert r["status"] == "graded" and r["score"] == r["max_score"] - r["manual_pending"], r["cell_notes"]
-    assert not r["flags"], r["flags"]
-    decided = [c for c in r["checks"] if c["kind"] == "test"]
-    assert len(decided) == 7 and all(c["passed"] for c in decided), decided
+    assert r.status == "graded" and r.score == r.max_score - r.manual_pending, r.cell_notes
+    assert not r.flags, r.flags
+    decided = [c for c in r.checks if c.kind == "test"]
+    assert len(decided) == 7 and all(c.passed for c in decided), decided
 
 
 def test_the_blank_notebook_scores_nothing(graded):
     r = graded["blank"]
-    assert r["status"] == "graded" and r["score"] == 0, r["cell_notes"]
+    assert r.status == "graded" and r.score == 0, r.cell_notes
 
 
 @pytest.mark.parametrize("trick", TRICKS)
 def test_a_trick_scores_what_the_blank_scores_and_is_flagged(graded, trick):
     r, blank = graded[trick], graded["blank"]
-    assert r["status"] == "graded", r["reason"]
-    assert r["score"] == blank["score"] == 0, f"{trick}: {r['score']} points, the blank {blank['score']}: {r['cell_notes']}"
-    assert any("changes how the kernel runs the test cells" in f or "replaces a library function" in f for f in r["flags"]), r["flags"]
-    assert all(not c["passed"] for c in r["checks"] if c["kind"] == "test"), "a decided cell passed on a blank notebook"
+    assert r.status == "graded", r.reason
+    assert r.score == blank.score == 0, f"{trick}: {r.score} points, the blank {blank.score}: {r.cell_notes}"
+    assert any("changes how the kernel runs the test cells" in f or "replaces a library function" in f for f in r.flags), r.flags
+    assert all(not c.passed for c in r.checks if c.kind == "test"), "a decided cell passed on a blank notebook"
 
 
 def test_every_decided_cell_says_why_it_scored_nothing(graded):
     """The reason is the grader's: the cell handed nothing in (its hidden part stopped at the unsolved code)."""
     for trick in TRICKS:
-        notes = graded[trick]["cell_notes"]
-        for check in graded[trick]["checks"]:
-            if check["kind"] == "test":
-                assert "handed in" in notes.get(check["cell"], ""), (trick, check["cell"], notes)
+        notes = graded[trick].cell_notes
+        for check in graded[trick].checks:
+            if check.kind == "test":
+                assert "handed in" in notes.get(check.cell, ""), (trick, check.cell, notes)

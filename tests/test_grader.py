@@ -86,21 +86,21 @@ def graded(tmp_path_factory, client):
 
 def test_scores_and_failure_reasons(graded):
     course, results = graded
-    assert {s: r["score"] for s, r in results.items()} == EXPECTED
+    assert {s: r.score for s, r in results.items()} == EXPECTED
     assert scores(course)["wrong"] == {"test_square": 0.0, "test_cube": 2.0}
     assert scores(course)["loop"] == {"test_square": 2.0, "test_cube": 0.0}  # only the looping exercise is lost
-    assert results["loop"]["status"] == "graded" and results["loop"]["cell_errors"]["cube"] == "CellTimeoutError"
-    assert results["crash"]["status"] == "failed" and "kernel died" in results["crash"]["reason"]
-    assert results["memory"]["status"] == "failed" and "memory limit" in results["memory"]["reason"]
+    assert results["loop"].status == "graded" and results["loop"].cell_errors["cube"] == "CellTimeoutError"
+    assert results["crash"].status == "failed" and "kernel died" in results["crash"].reason
+    assert results["memory"].status == "failed" and "memory limit" in results["memory"].reason
     for student in ("correct", "blank", "wrong", "loop", "probe"):
-        assert results[student]["status"] == "graded", results[student]
+        assert results[student].status == "graded", results[student]
 
 
 def test_sandbox_blocks_writes_and_network(graded):
     course, results = graded
-    assert results["probe"]["sandbox"]["network"].startswith("isolated")
-    assert results["probe"]["sandbox"]["filesystem"].startswith("read-only")
-    assert results["probe"]["score"] == 4.0  # all three attempts were refused inside the sandbox
+    assert results["probe"].sandbox["network"].startswith("isolated")
+    assert results["probe"].sandbox["filesystem"].startswith("read-only")
+    assert results["probe"].score == 4.0  # all three attempts were refused inside the sandbox
     assert b"hacked" not in (course / "gradebook.db").read_bytes()
 
 
@@ -114,7 +114,7 @@ def test_failures_are_recorded_in_gradebook_and_export(graded, tmp_path):
     assert "memory limit" in notes[("memory", "test_square")] and "kernel died" in notes[("crash", "test_cube")]
     assert notes[("correct", "test_square")] == ""
     record = autograde.read_record(autograde.course_directory(course)[0], A, "crash")
-    assert record["status"] == "failed" and "kernel died" in record["reason"]
+    assert record.status == "failed" and "kernel died" in record.reason
 
 
 def test_parallel_grades_equal_sequential_nbgrader(graded, tmp_path):
@@ -139,10 +139,10 @@ def test_rerun_skips_unchanged_and_regrades_changed(graded, client):
     assert again == results  # nothing graded again: the records were read back
     toycourse.submit(course, "wrong", "correct")  # the student fixed it
     changed = autograde.autograde(A, course, client=client, memory="400M", timeout=120, progress=False)
-    assert changed["wrong"]["score"] == 4.0 and changed["wrong"]["graded_at"] >= results["wrong"]["graded_at"]
+    assert changed["wrong"].score == 4.0 and changed["wrong"].graded_at >= results["wrong"].graded_at
     assert {s: changed[s] for s in changed if s != "wrong"} == {s: results[s] for s in results if s != "wrong"}
     forced = autograde.autograde(A, course, client=client, students=["blank"], force=True, progress=False)
-    assert forced["blank"]["score"] == 0.0 and forced["blank"]["hash"] == results["blank"]["hash"]
+    assert forced["blank"].score == 0.0 and forced["blank"].hash == results["blank"].hash
 
 
 def test_killed_worker_gives_the_same_grades(tmp_path, client):
@@ -161,8 +161,8 @@ def test_killed_worker_gives_the_same_grades(tmp_path, client):
     victim = next(address for address, tasks in client.processing().items() if tasks)
     os.kill(pids[victim], signal.SIGKILL)
     worker.join(timeout=300)
-    assert {s: r["score"] for s, r in outcome.items()} == {"correct": 4.0, "wrong": 2.0}
-    assert all(r["status"] == "graded" for r in outcome.values())
+    assert {s: r.score for s, r in outcome.items()} == {"correct": 4.0, "wrong": 2.0}
+    assert all(r.status == "graded" for r in outcome.values())
     client.wait_for_workers(2, timeout=60)  # the nanny restarted it
 
 

@@ -163,7 +163,7 @@ def probe(graded):
 
 def test_the_kernel_is_jailed_and_the_record_says_how(graded):
     for student in ("prober", "honest"):
-        report = graded.results[student]["sandbox"]
+        report = graded.results[student].sandbox
         assert report["kernel"].startswith("jailed"), report
         assert report["user"].startswith("uid ") and "no capabilities" in report["user"], report
         assert str(jail.MAX_TASKS) in report["tasks"], report
@@ -195,7 +195,7 @@ def test_two_thousand_threads_cannot_be_started(probe):
 
 def test_an_honest_submission_keeps_every_point_and_stays_far_below_the_thread_limit(graded):
     r = graded.results["honest"]
-    assert r["status"] == "graded" and r["score"] == AUTO_MAX and not r["flags"], r
+    assert r.status == "graded" and r.score == AUTO_MAX and not r.flags, r
     tasks = printed(graded.course, "honest", "TASKS ")
     print(f"an honest kernel's processes and threads: {tasks} (limit {jail.MAX_TASKS})")
     assert tasks["peak"] <= jail.MAX_TASKS // 4, tasks
@@ -236,3 +236,34 @@ def test_a_grader_that_is_not_root_jails_the_kernel_under_its_own_uid(tmp_path):
     uid, top, shadow, processes = json.loads(next(tmp_path.glob("jail-not-root-*/hand-in/out")).read_text())
     assert uid == 1000 and not shadow and [p for p in processes if p.isdigit()] == ["1"], (uid, shadow, processes)
     assert not {"home", "run", "var", "opt", "mnt", "srv", "boot"} & set(top), top
+
+
+def test_the_clean_scorer_does_not_use_the_kernels_home(tmp_path, monkeypatch):
+    """The student's kernel writes its home/ (scratch/home): a cache folder it made there, unreadable to others,
+    failed the clean scorer of that submission (PermissionError, every decided cell 0). The clean scorer has a
+    home of its own, which the kernel never sees (scratch/grader)."""
+    from grader import sandbox
+    from grader.execute import new_scratch, remove
+
+    monkeypatch.setenv("PYTHONPATH", str(REPO / "tests" / "fixtures" / "grader"))  # for the entry point below
+    scratch = new_scratch("home-probe")
+    try:
+        Path(scratch, "grader").mkdir()
+        left = Path(scratch, "home", "torchinductor")  # as a kernel running as another uid leaves it
+        left.mkdir(parents=True)
+        os.chown(left, 54321, 54321)
+        left.chmod(0o700)
+        job = {"scratch": scratch, "kind": "score", "log": "clean.log", "entry": "home_probe:write_cache",
+               "result": "probe.json", "isolate_network": True}
+        helper = sandbox.Zygote(("home_probe",))  # its own zygote: it starts with the PYTHONPATH above
+        try:
+            exitcode, killed, _ = helper.run(job, 60, 2**30)
+        finally:
+            helper.process.kill()
+            helper.process.wait()
+        log = Path(scratch, "grader", "clean.log").read_text(errors="replace")
+        assert (exitcode, killed) == (0, None), log
+        found = json.loads(Path(scratch, "grader", "probe.json").read_text())
+        assert Path(found["home"]).parent == Path(scratch, "grader") and Path(found["cache"], "entry").exists()
+    finally:
+        remove(scratch)

@@ -136,6 +136,7 @@ RECORD_RACE = r"""
 import json, logging, sys, time
 from pathlib import Path
 from grader import course, gradebook
+from grader.results import SubmissionResult
 
 url, root, n = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
 cd, config = course.course_directory(root, url)
@@ -157,9 +158,9 @@ def result(i):
     notebook = {"name": "toy", "late_submission_penalty": None, "comments": [],
                 "grades": [grade("test_square", float(i % 3)), grade("test_cube", 2.0 * (i % 2))]}
     failed = i % 10 == 0
-    return {"assignment": "toy", "student": f"s{i:03d}", "status": "failed" if failed else "graded",
-            "reason": "a reason" if failed else None, "hash": "h", "files": {} if failed else {"toy.ipynb": b"{}"},
-            "scores": None if failed else {"timestamp": None, "notebooks": [notebook]}}
+    return SubmissionResult(student=f"s{i:03d}", assignment="toy", status="failed" if failed else "graded",
+                            reason="a reason" if failed else None, hash="h", files={} if failed else {"toy.ipynb": b"{}"},
+                            scores=None if failed else {"timestamp": None, "notebooks": [notebook]})
 
 errors, start = [], time.time()
 for i in range(n):
@@ -201,8 +202,8 @@ def test_record_from_two_processes_at_once_loses_nothing(database, tmp_path):
     assert {s: g for s, (g, _) in held.items()} == {f"s{i:03d}": expected_grades(i) for i in range(n)}
     for i in range(n):
         record = course.read_record(cd, A, f"s{i:03d}")
-        assert record["status"] == ("failed" if i % 10 == 0 else "graded")
-        assert record["auto_scores"] == {f"toy/{cell}": score for cell, score in expected_grades(i).items()}
+        assert record.status == ("failed" if i % 10 == 0 else "graded")
+        assert record.auto_scores == {f"toy/{cell}": score for cell, score in expected_grades(i).items()}
     assert not list(root.glob("autograded/*/.*")), "a staging folder was left behind"
     assert course.graded_in_gradebook(cd, A).keys() == held.keys()
 

@@ -148,10 +148,15 @@ def test_one_agreement_rule_for_grader_and_report():
     from grader import report
     from grader.results import CheckResult
 
-    gain = {"kind": "gain", "claimed": 0.040, "clean": 0.031}  # retrained: 0.9 points apart is noise
-    accuracy = {"kind": "accuracy", "claimed": 0.95, "clean": 0.94}  # the same model, 1 point apart: not
-    assert CheckResult.from_json(gain).agrees() and not report.disagree(gain)
-    assert not CheckResult.from_json(accuracy).agrees() and report.disagree(accuracy)
-    assert report.disagree({"kind": "accuracy", "claimed": 0.9, "clean": None})
-    # and one way of writing each kind of figure
-    assert report.shown(gain, "claimed") == "+4.0 points" and report.shown(accuracy, "clean") == "94.0%"
+    from grader.results import SubmissionResult
+
+    checks = [CheckResult("noise", "c", kind="gain", claimed=0.040, clean=0.031),  # retrained: 0.9 points apart is noise
+              CheckResult("apart", "c", kind="accuracy", claimed=0.95, clean=0.94),  # the same model: 1 point is not
+              CheckResult("retrained", "c", kind="gain", claimed=0.040, clean=0.010),
+              CheckResult("unmeasured", "c", kind="accuracy", claimed=0.9)]
+    record = SubmissionResult("s", "a", status="graded", flags=["a flag"], checks=checks)
+    section = report.flagged({"students": {"s": {"record": record}}})
+    assert [c.name for c in checks if not c.agrees()] == ["apart", "retrained", "unmeasured"]
+    assert "apart: claimed 95.0%, clean 94.0%" in section and "noise" not in section
+    assert "retrained: claimed +4.0 points, clean +1.0 points" in section  # one way of writing each kind of figure
+    assert "unmeasured: claimed 90.0%, clean —" in section

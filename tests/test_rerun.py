@@ -15,6 +15,7 @@ import toycourse  # noqa: E402
 
 from grader.cluster import start_client  # noqa: E402
 from grader import GraderError, autograde, course  # noqa: E402
+from grader.results import SubmissionResult  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
 A = toycourse.ASSIGNMENT
@@ -57,9 +58,9 @@ def test_another_gradebook_grades_everything_again(tmp_path, client, capsys):
     out = capsys.readouterr().out
     assert "already graded" not in out
     assert "3 submission(s) of toy graded before but not (or not so) in the gradebook" in out
-    assert {s: r["score"] for s, r in second.items()} == {s: r["score"] for s, r in first.items()} == {
+    assert {s: r.score for s, r in second.items()} == {s: r.score for s, r in first.items()} == {
         "correct": 4.0, "wrong": 2.0, "blank": 0.0}
-    assert all(second[s]["graded_at"] >= first[s]["graded_at"] for s in first)
+    assert all(second[s].graded_at >= first[s].graded_at for s in first)
     assert grades(root, other) == grades(root) and set(grades(root)) == set(first)
 
     assert run(root, client, db=other) == second  # all held there now: nothing graded again
@@ -73,19 +74,20 @@ def test_another_gradebook_grades_everything_again(tmp_path, client, capsys):
     out = capsys.readouterr().out
     assert "2 submission(s) already graded and unchanged: skipped" in out
     assert "1 submission(s) of toy graded before but not (or not so)" in out
-    assert third["wrong"]["graded_at"] >= second["wrong"]["graded_at"] and third["wrong"]["score"] == 2.0
+    assert third["wrong"].graded_at >= second["wrong"].graded_at and third["wrong"].score == 2.0
     assert {s: third[s] for s in ("correct", "blank")} == {s: second[s] for s in ("correct", "blank")}
     assert grades(root, other) == grades(root)
 
 
 def test_holds_compares_every_automatic_score():
-    record = {"auto_scores": {"toy/test_square": 2.0, "toy/test_cube": None}}
+    record = SubmissionResult("s", A, auto_scores={"toy/test_square": 2.0, "toy/test_cube": None})
     assert course.holds(record, {"toy/test_square": 2.0, "toy/test_cube": None})
     assert not course.holds(record, {"toy/test_square": 0.0, "toy/test_cube": None})  # changed since
     assert not course.holds(record, {"toy/test_square": 2.0})  # a graded cell missing
     assert not course.holds(record, None) and not course.holds(record, {})  # not in this gradebook
-    assert course.holds({}, {"toy/test_square": 2.0})  # a record from before auto_scores: a score will do
-    assert not course.holds({}, {"toy/test_square": None})  # only made, never graded
+    old = SubmissionResult.from_json({"student": "s", "assignment": A, "status": "graded"})  # before auto_scores
+    assert course.holds(old, {"toy/test_square": 2.0})  # a record from before auto_scores: a score will do
+    assert not course.holds(old, {"toy/test_square": None})  # only made, never graded
 
 
 def test_a_result_that_cannot_be_recorded_is_reported_and_the_batch_goes_on(tmp_path, client, monkeypatch, capsys):
@@ -95,17 +97,17 @@ def test_a_result_that_cannot_be_recorded_is_reported_and_the_batch_goes_on(tmp_
     real = autograde.record
 
     def record(cd, result):
-        if result["student"] == "wrong":
+        if result.student == "wrong":
             raise GraderError("could not write toy/wrong into the gradebook (a test)")
         return real(cd, result)
 
     monkeypatch.setattr(autograde, "record", record)
     first = run(root, client)
-    assert set(first) == {"correct"} and first["correct"]["score"] == 4.0
+    assert set(first) == {"correct"} and first["correct"].score == 4.0
     assert "NOT RECORDED toy/wrong: GraderError: could not write toy/wrong" in capsys.readouterr().out
     assert course.read_record(course.course_directory(root)[0], A, "wrong") is None
     monkeypatch.setattr(autograde, "record", real)
     second = run(root, client)
     assert "1 submission(s) already graded and unchanged: skipped" in capsys.readouterr().out
-    assert {s: r["score"] for s, r in second.items()} == {"correct": 4.0, "wrong": 2.0}
+    assert {s: r.score for s, r in second.items()} == {"correct": 4.0, "wrong": 2.0}
     assert second["correct"] == first["correct"]

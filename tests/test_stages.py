@@ -23,7 +23,7 @@ def test_a_refused_submission_never_reaches_nbgrader(monkeypatch):
     monkeypatch.setattr(preflight, "check_notebooks", lambda job: ({}, ["no notebook a1.ipynb was submitted"], {}))
     monkeypatch.setattr(execute, "run_nbgrader", lambda *a: (_ for _ in ()).throw(AssertionError("nbgrader ran")))
     result = execute.grade_submission(JOB)
-    assert result["status"] == "failed" and result["reason"] == "no notebook a1.ipynb was submitted"
+    assert result.status == "failed" and result.reason == "no notebook a1.ipynb was submitted"
 
 
 def test_the_clean_verdict_sets_the_score_and_the_flags_say_why(monkeypatch):
@@ -36,11 +36,11 @@ def test_the_clean_verdict_sets_the_score_and_the_flags_say_why(monkeypatch):
     failed = CheckResult(name="test-add", cell="test-add", kind="test", reason="nothing was handed in").to_json()
     monkeypatch.setattr(rescore, "clean_checks", lambda job, scratch: [failed])
     result = execute.grade_submission(JOB)
-    assert result["status"] == "graded"
-    assert result["scores"]["notebooks"][0]["grades"][0]["auto_score"] == 0.0  # the kernel passed it; the grader did not
-    assert "nothing was handed in" in result["cell_notes"]["test-add"]
-    assert any("passed in the student's kernel, but the grader's check failed" in f for f in result["flags"])
-    assert any("changes how the kernel runs the test cells" in f for f in result["flags"])  # verify read the notebook
+    assert result.status == "graded"
+    assert result.scores["notebooks"][0]["grades"][0]["auto_score"] == 0.0  # the kernel passed it; the grader did not
+    assert "nothing was handed in" in result.cell_notes["test-add"]
+    assert any("passed in the student's kernel, but the grader's check failed" in f for f in result.flags)
+    assert any("changes how the kernel runs the test cells" in f for f in result.flags)  # verify read the notebook
 
 
 def test_another_course_is_graded_by_nbgrader_alone(monkeypatch):
@@ -48,4 +48,4 @@ def test_another_course_is_graded_by_nbgrader_alone(monkeypatch):
     monkeypatch.setattr(execute, "run_nbgrader", lambda job, files, scratch: {
         "scores": {"notebooks": []}, "files": {}, "errors": {}, "reason": None, "sandbox": {}, "log": "", "peak": 0})
     monkeypatch.setattr(rescore, "clean_checks", lambda job, scratch: (_ for _ in ()).throw(AssertionError("rescored")))
-    assert execute.grade_submission(dict(JOB, clean=False))["status"] == "graded"
+    assert execute.grade_submission(dict(JOB, clean=False)).status == "graded"

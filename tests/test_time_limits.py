@@ -9,6 +9,7 @@ The class run's time-out is simulated on one student (a busy machine cannot be m
 the second grading and the recording are the grader's own, on the toy course, in a real sandbox.
 """
 
+import dataclasses
 import subprocess
 import sys
 import threading
@@ -71,7 +72,7 @@ def graded(job):
         first = [c[0] for c in CALLS].count(job["student"]) == 1
     result = REAL_GRADE_SUBMISSION(job)
     if job["student"] == "unlucky" and first:
-        result = dict(result, cell_errors={"cube": "CellTimeoutError"})
+        result = dataclasses.replace(result, cell_errors={"cube": "CellTimeoutError"})
     call[2] = time.monotonic()
     return result
 
@@ -83,7 +84,7 @@ def test_time_limited_submissions_are_graded_again_alone_before_a_score_is_recor
     recorded, real_record = [], autograde.record
 
     def record(cd, result):
-        recorded.append(result["student"])
+        recorded.append(result.student)
         return real_record(cd, result)
 
     CALLS.clear()
@@ -102,8 +103,8 @@ def test_time_limited_submissions_are_graded_again_alone_before_a_score_is_recor
     assert again[0][1] >= firsts_done and again[1][1] >= again[0][2], f"not graded alone: {calls}"
     assert recorded[-2:] == [c[0] for c in again], "a time-limited submission is recorded only after its second grading"
 
-    assert results["unlucky"]["score"] == results["honest"]["score"] == results["honest"]["max_score"]
-    assert "graded again alone" in results["unlucky"]["cell_notes"]["time-limit"]
-    assert results["loop"]["cell_errors"]["cube"] == "CellTimeoutError"
-    assert "twice" in results["loop"]["cell_notes"]["cube"] and results["loop"]["score"] == results["wrong"]["score"]
-    assert "time-limit" not in (results["honest"]["cell_notes"] or {})
+    assert results["unlucky"].score == results["honest"].score == results["honest"].max_score
+    assert "graded again alone" in results["unlucky"].cell_notes["time-limit"]
+    assert results["loop"].cell_errors["cube"] == "CellTimeoutError"
+    assert "twice" in results["loop"].cell_notes["cube"] and results["loop"].score == results["wrong"].score
+    assert "time-limit" not in (results["honest"].cell_notes or {})
