@@ -131,7 +131,7 @@ def regraded(result):
                 result.cell_notes[cell] = f"this cell {note}: it scores 0"
     else:
         result.cell_notes["time-limit"] = ("a time limit stopped this submission in the class run (a busy machine); "
-                                              "it was graded again alone, and that grade counts")
+                                           "it was graded again alone, and that grade counts")
     return result
 
 

@@ -161,8 +161,9 @@ def template_gradebook(cd, config, assignment):
 def read_record(cd, assignment, student):
     """The RECORD of one submission as a SubmissionResult, or None if it has not been graded (or recorded)."""
     path = Path(cd.format_path(cd.autograded_directory, student, assignment), RECORD)
-    return SubmissionResult.from_json(dict(json.loads(path.read_text()), student=student, assignment=assignment)) \
-        if path.exists() else None
+    if not path.exists():
+        return None
+    return SubmissionResult.from_json(dict(json.loads(path.read_text()), student=student, assignment=assignment))
 
 
 def record(cd, result):
