@@ -74,6 +74,17 @@ def idx_files(tmp_path, monkeypatch):
 
 
 @pytest.fixture
+def hand_in_folder(tmp_path, monkeypatch):
+    """An empty hand-in folder, in the environment of a grading run (so that mnistlab.course.hand_in saves
+    there): the tests of grader/decide hand values in as the test cells do, then decide them."""
+    from mnistlab import course
+
+    monkeypatch.setenv(course.HAND_IN, str(tmp_path))
+    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
+    return tmp_path
+
+
+@pytest.fixture
 def no_network(monkeypatch):
     """torchvision's downloads fail as they do offline (urllib's URLError), and never reach the
     network. Returns the list of URLs that a download was attempted for."""

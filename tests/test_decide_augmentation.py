@@ -18,15 +18,12 @@ from mnistlab import course
 
 
 @pytest.fixture
-def verdict(tmp_path, monkeypatch):
+def verdict(hand_in_folder):
     """verdict(cell, **values): hand `values` in for `cell` (as the grader's run of the notebook would), then decide it."""
-    monkeypatch.setenv(course.HAND_IN, str(tmp_path))
-    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
-
     def run(cell, **values):
         if values:
             course.hand_in(cell, **values)
-        return decide(str(tmp_path), cell, CELLS[cell])
+        return decide(str(hand_in_folder), cell, CELLS[cell])
 
     return run
 

@@ -14,27 +14,19 @@ from mnistlab import course, data, train
 ASSIGNMENT = "03-hidden-layer"
 
 
-@pytest.fixture
-def folder(tmp_path, monkeypatch):
-    """A hand-in folder, with the environment of a grading run (so that course.hand_in saves)."""
-    monkeypatch.setenv(course.HAND_IN, str(tmp_path))
-    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
-    return tmp_path
-
-
-def verdict(folder, cell):
-    (result,) = decide.decide_submission(str(folder), ASSIGNMENT, cells=[cell])
+def verdict(hand_in_folder, cell):
+    (result,) = decide.decide_submission(str(hand_in_folder), ASSIGNMENT, cells=[cell])
     assert result["cell"] == cell and result["kind"] == "test"
     return result
 
 
-def passes(folder, cell):
-    result = verdict(folder, cell)
+def passes(hand_in_folder, cell):
+    result = verdict(hand_in_folder, cell)
     assert result["passed"], result["reason"]
 
 
-def fails(folder, cell, *words):
-    result = verdict(folder, cell)
+def fails(hand_in_folder, cell, *words):
+    result = verdict(hand_in_folder, cell)
     assert not result["passed"]
     assert all(word in result["reason"] for word in words), result["reason"]
 
@@ -49,8 +41,8 @@ def test_every_test_cell_of_the_notebook_is_decided():
     assert set(decide.cells_of(ASSIGNMENT)) == tests
 
 
-def test_nothing_handed_in_fails_every_cell(folder):
-    for result in decide.decide_submission(str(folder), ASSIGNMENT):
+def test_nothing_handed_in_fails_every_cell(hand_in_folder):
+    for result in decide.decide_submission(str(hand_in_folder), ASSIGNMENT):
         assert not result["passed"] and "nothing was handed in" in result["reason"]
 
 
@@ -70,32 +62,32 @@ def hand_in_two_layer(make):
         course.hand_in_model("test_two_layer", f"plain-{hidden}", make(hidden, relu=False), x)
 
 
-def test_two_layer_right(folder):
+def test_two_layer_right(hand_in_folder):
     hand_in_two_layer(two_layer)
-    passes(folder, "test_two_layer")
+    passes(hand_in_folder, "test_two_layer")
 
 
-def test_two_layer_relu_ignored(folder):
+def test_two_layer_relu_ignored(hand_in_folder):
     hand_in_two_layer(lambda hidden, relu=True: two_layer(hidden))
-    fails(folder, "test_two_layer", "must have no nonlinearity at all")
+    fails(hand_in_folder, "test_two_layer", "must have no nonlinearity at all")
 
 
-def test_two_layer_without_any_relu(folder):
+def test_two_layer_without_any_relu(hand_in_folder):
     hand_in_two_layer(lambda hidden, relu=True: two_layer(hidden, relu=False))
-    fails(folder, "test_two_layer", "must have a ReLU between the layers")
+    fails(hand_in_folder, "test_two_layer", "must have a ReLU between the layers")
 
 
-def test_two_layer_relu_after_the_last_layer(folder):
+def test_two_layer_relu_after_the_last_layer(hand_in_folder):
     hand_in_two_layer(lambda hidden, relu=True: nn.Sequential(two_layer(hidden), nn.ReLU()) if relu else two_layer(hidden, relu))
-    fails(folder, "test_two_layer", "no activation after the last layer")
+    fails(hand_in_folder, "test_two_layer", "no activation after the last layer")
 
 
-def test_two_layer_wrong_sizes(folder):
+def test_two_layer_wrong_sizes(hand_in_folder):
     hand_in_two_layer(lambda hidden, relu=True: two_layer(100 if hidden != 5000 else hidden, relu))
-    fails(folder, "test_two_layer", "two_layer(7): Linear layers [(784, 100), (100, 10)]")
+    fails(hand_in_folder, "test_two_layer", "two_layer(7): Linear layers [(784, 100), (100, 10)]")
 
 
-def test_two_layer_extra_parameters(folder):
+def test_two_layer_extra_parameters(hand_in_folder):
     class Extra(nn.Module):
         def __init__(self, hidden, relu=True):
             super().__init__()
@@ -105,12 +97,12 @@ def test_two_layer_extra_parameters(folder):
             return self.layers(x)
 
     hand_in_two_layer(Extra)
-    fails(folder, "test_two_layer", f"{784 * 5000 + 5000 + 5000 * 10 + 10 + 12} parameters")
+    fails(hand_in_folder, "test_two_layer", f"{784 * 5000 + 5000 + 5000 * 10 + 10 + 12} parameters")
 
 
-def test_two_layer_scores_of_the_wrong_shape(folder):
+def test_two_layer_scores_of_the_wrong_shape(hand_in_folder):
     hand_in_two_layer(lambda hidden, relu=True: nn.Sequential(nn.Flatten(), nn.Linear(784, hidden), nn.ReLU()))
-    fails(folder, "test_two_layer", "shape [4, 10], got [4, 5000]")
+    fails(hand_in_folder, "test_two_layer", "shape [4, 10], got [4, 5000]")
 
 
 # --- test_150 ------------------------------------------------------------------------------------------------
@@ -136,30 +128,30 @@ def two_layer_linear():
     return nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
 
 
-def test_150_right(folder):
+def test_150_right(hand_in_folder):
     hand_in_150()
-    passes(folder, "test_150")
+    passes(hand_in_folder, "test_150")
 
 
-def test_150_wrong_epochs(folder):
+def test_150_wrong_epochs(hand_in_folder):
     hand_in_150(epoch=25)
-    fails(folder, "test_150", "train for EPOCHS_SMALL epochs")
+    fails(hand_in_folder, "test_150", "train for EPOCHS_SMALL epochs")
 
 
-def test_150_trained_with_the_other_loss(folder):
+def test_150_trained_with_the_other_loss(hand_in_folder):
     hand_in_150(losses={"SVM": nn.CrossEntropyLoss(), "logistic": nn.CrossEntropyLoss()})
-    fails(folder, "test_150", "runs['SVM', 'linear'] must be trained with MultiMarginLoss()")
+    fails(hand_in_folder, "test_150", "runs['SVM', 'linear'] must be trained with MultiMarginLoss()")
 
 
-def test_150_hidden_model_in_the_linear_run(folder):
+def test_150_hidden_model_in_the_linear_run(hand_in_folder):
     hand_in_150(make_linear=lambda: two_layer(5000))
-    fails(folder, "test_150", "runs['SVM', 'linear'] has Linear layers [5000, 10]")
+    fails(hand_in_folder, "test_150", "runs['SVM', 'linear'] has Linear layers [5000, 10]")
 
 
-def test_150_missing_value(folder):
+def test_150_missing_value(hand_in_folder):
     hand_in_150()
-    (folder / "cells" / "test_150" / "logistic-5000-epoch.npy").unlink()
-    fails(folder, "test_150", "did not hand in `logistic-5000-epoch`")
+    (hand_in_folder / "cells" / "test_150" / "logistic-5000-epoch.npy").unlink()
+    fails(hand_in_folder, "test_150", "did not hand in `logistic-5000-epoch`")
 
 
 # --- test_my_evaluate ----------------------------------------------------------------------------------------
@@ -208,9 +200,9 @@ def hand_in_my_evaluate(my_evaluate, evaluate_calls=0):
                    has_grad=[p.grad is not None for p in dropout_model.parameters()])
 
 
-def test_my_evaluate_right(folder):
+def test_my_evaluate_right(hand_in_folder):
     hand_in_my_evaluate(evaluate_right)
-    passes(folder, "test_my_evaluate")
+    passes(hand_in_folder, "test_my_evaluate")
 
 
 @pytest.mark.parametrize("mistake, words", [
@@ -220,19 +212,19 @@ def test_my_evaluate_right(folder):
     ({"floats": False}, ["return Python floats"]),
     ({"no_grad": False}, ["no gradients in an evaluation"]),
 ])
-def test_my_evaluate_mistakes(folder, mistake, words):
+def test_my_evaluate_mistakes(hand_in_folder, mistake, words):
     hand_in_my_evaluate(lambda *args, **kwargs: evaluate_right(*args, **kwargs, **mistake))
-    fails(folder, "test_my_evaluate", *words)
+    fails(hand_in_folder, "test_my_evaluate", *words)
 
 
-def test_my_evaluate_numpy_floats_pass(folder):
+def test_my_evaluate_numpy_floats_pass(hand_in_folder):
     hand_in_my_evaluate(lambda *args, **kwargs: tuple(np.float64(v) for v in evaluate_right(*args, **kwargs)))
-    passes(folder, "test_my_evaluate")
+    passes(hand_in_folder, "test_my_evaluate")
 
 
-def test_my_evaluate_calls_train_evaluate(folder):
+def test_my_evaluate_calls_train_evaluate(hand_in_folder):
     hand_in_my_evaluate(lambda model, ds, loss_fn, batch_size=64: train.evaluate(model, ds, loss_fn), evaluate_calls=1)
-    fails(folder, "test_my_evaluate", "not call train.evaluate")
+    fails(hand_in_folder, "test_my_evaluate", "not call train.evaluate")
 
 
 # --- test_full_data ------------------------------------------------------------------------------------------
@@ -263,30 +255,30 @@ def untrained_linear():
     return two_layer_linear()
 
 
-def test_full_data_right(folder, trained):
+def test_full_data_right(hand_in_folder, trained):
     hand_in_full_data(trained["with ReLU"], untrained_linear())
-    passes(folder, "test_full_data")
+    passes(hand_in_folder, "test_full_data")
 
 
-def test_full_data_too_wide(folder):
+def test_full_data_too_wide(hand_in_folder):
     hand_in_full_data(two_layer(2000), untrained_linear())
-    fails(folder, "test_full_data", "two_layer(hidden <= 1000), got Linear outputs [2000, 10]")
+    fails(hand_in_folder, "test_full_data", "two_layer(hidden <= 1000), got Linear outputs [2000, 10]")
 
 
-def test_full_data_no_relu(folder, trained):
+def test_full_data_no_relu(hand_in_folder, trained):
     hand_in_full_data(trained["without ReLU"], untrained_linear())
-    fails(folder, "test_full_data", "keeps its ReLU")
+    fails(hand_in_folder, "test_full_data", "keeps its ReLU")
 
 
-def test_full_data_other_epochs(folder, trained):
+def test_full_data_other_epochs(hand_in_folder, trained):
     hand_in_full_data(trained["with ReLU"], untrained_linear(), epochs=20)
-    fails(folder, "test_full_data", "EPOCHS epochs like the others", "not 20")
+    fails(hand_in_folder, "test_full_data", "EPOCHS epochs like the others", "not 20")
 
 
-def test_full_data_does_not_beat_the_linear_model(folder, trained):
+def test_full_data_does_not_beat_the_linear_model(hand_in_folder, trained):
     torch.manual_seed(0)
     hand_in_full_data(two_layer(100), nn.Sequential(trained["with ReLU"]))  # the trained model in the linear's place
-    fails(folder, "test_full_data", "should beat the linear one")
+    fails(hand_in_folder, "test_full_data", "should beat the linear one")
 
 
 # --- test_collapse -------------------------------------------------------------------------------------------
@@ -334,33 +326,33 @@ def hand_in_collapse(collapse):
             f"{case}-layer_ptrs": [p.data_ptr() for p in (*first.parameters(), *second.parameters())]})
 
 
-def test_collapse_right(folder):
+def test_collapse_right(hand_in_folder):
     hand_in_collapse(collapse_right)
-    passes(folder, "test_collapse")
+    passes(hand_in_folder, "test_collapse")
 
 
-def test_collapse_forgets_the_first_bias(folder):
+def test_collapse_forgets_the_first_bias(hand_in_folder):
     hand_in_collapse(lambda first, second: collapse_right(first, second, bias=False))
-    fails(folder, "test_collapse", "collapse(784->100->10) is off by")
+    fails(hand_in_folder, "test_collapse", "collapse(784->100->10) is off by")
 
 
-def test_collapse_changes_the_layers(folder):
+def test_collapse_changes_the_layers(hand_in_folder):
     hand_in_collapse(collapse_into_second)
-    fails(folder, "test_collapse", "must not change the two layers")
+    fails(hand_in_folder, "test_collapse", "must not change the two layers")
 
 
-def test_collapse_returns_a_sequential(folder):
+def test_collapse_returns_a_sequential(hand_in_folder):
     hand_in_collapse(lambda first, second: nn.Sequential(first, second))
-    fails(folder, "test_collapse", "must return an nn.Linear", "Sequential")
+    fails(hand_in_folder, "test_collapse", "must return an nn.Linear", "Sequential")
 
 
-def test_collapse_returns_a_layer_of_the_wrong_size(folder):
+def test_collapse_returns_a_layer_of_the_wrong_size(hand_in_folder):
     hand_in_collapse(lambda first, second: nn.Linear(first.in_features, first.out_features))
-    fails(folder, "test_collapse", "must be a Linear(784, 10), got a Linear(784, 100)")
+    fails(hand_in_folder, "test_collapse", "must be a Linear(784, 10), got a Linear(784, 100)")
 
 
-def test_collapse_shares_a_weight(folder):
+def test_collapse_shares_a_weight(hand_in_folder):
     hand_in_collapse(collapse_right)
-    cell = folder / "cells" / "test_collapse"
+    cell = hand_in_folder / "cells" / "test_collapse"
     np.save(cell / "narrow-weight_ptr.npy", np.load(cell / "narrow-layer_ptrs.npy")[2])  # second.weight's memory
-    fails(folder, "test_collapse", "return a new layer")
+    fails(hand_in_folder, "test_collapse", "return a new layer")

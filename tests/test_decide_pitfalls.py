@@ -16,23 +16,16 @@ from grader.decide import pitfalls
 from mnistlab import course, train
 
 
-@pytest.fixture
-def folder(tmp_path, monkeypatch):
-    monkeypatch.setenv(course.HAND_IN, str(tmp_path))
-    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
-    return tmp_path
-
-
-def verdict(folder, cell):
-    result = decide.decide(folder, cell, pitfalls.CELLS[cell])
+def verdict(hand_in_folder, cell):
+    result = decide.decide(hand_in_folder, cell, pitfalls.CELLS[cell])
     return result["passed"], result["reason"] or ""
 
 
-def test_nothing_handed_in_fails_every_cell(folder):
+def test_nothing_handed_in_fails_every_cell(hand_in_folder):
     assert set(pitfalls.CELLS) == {"test-ex1-dead", "test-ex2-structure", "test-ex2-accuracy",
                                    "test-ex3-structure", "test-ex3-accuracy"}
     for cell in pitfalls.CELLS:
-        passed, reason = verdict(folder, cell)
+        passed, reason = verdict(hand_in_folder, cell)
         assert not passed and "nothing was handed in" in reason
 
 
@@ -73,18 +66,18 @@ def hand_in_dead(mistake=None):
                                             ("tensors", "Python float"),
                                             ("first image only", "a unit that fires for some images is alive"),
                                             ("first channel only", "channels x positions")])
-def test_dead(folder, mistake, words):
+def test_dead(hand_in_folder, mistake, words):
     hand_in_dead(mistake)
-    passed, reason = verdict(folder, "test-ex1-dead")
+    passed, reason = verdict(hand_in_folder, "test-ex1-dead")
     assert passed if words is None else (not passed and words in reason), reason
 
 
-def test_dead_looks_at_the_first_n_images(folder):
+def test_dead_looks_at_the_first_n_images(hand_in_folder):
     """A function that always looks at every image (ignores n) is caught by n=1."""
     hand_in_dead()
     mnist_test = pitfalls_mnist("test")
     course.hand_in("test-ex1-dead", picky_one_image=dead_units(pitfalls.picky_network(), mnist_test, n=200))
-    passed, reason = verdict(folder, "test-ex1-dead")
+    passed, reason = verdict(hand_in_folder, "test-ex1-dead")
     assert not passed and "first n images" in reason, reason
 
 
@@ -140,20 +133,20 @@ def hand_in_mlp_structure(model):
                                              ({"standardize": False}, "standardise them"),
                                              ({"hidden_relus": 1}, "exactly the 2 hidden ReLUs"),
                                              ({"sizes": (784, 256, 128, 10)}, "published sizes")])
-def test_mlp_structure(folder, settings, words):
+def test_mlp_structure(hand_in_folder, settings, words):
     hand_in_mlp_structure(mlp(**settings))
-    passed, reason = verdict(folder, "test-ex2-structure")
+    passed, reason = verdict(hand_in_folder, "test-ex2-structure")
     assert passed if words is None else (not passed and words in reason), reason
 
 
-def test_mlp_scores_must_go_negative(folder):
+def test_mlp_scores_must_go_negative(hand_in_folder):
     """Scores that are never negative fail even when the model ends with its nn.Linear."""
     model = mlp()
     with torch.no_grad():
         model[-1].weight.zero_()
         model[-1].bias.fill_(1.0)
     hand_in_mlp_structure(model)
-    passed, reason = verdict(folder, "test-ex2-structure")
+    passed, reason = verdict(hand_in_folder, "test-ex2-structure")
     assert not passed and "never negative" in reason, reason
 
 
@@ -179,15 +172,15 @@ def cnn(conv_relu=True, score_relu=False, padding=1, filters=64):
     (nn.Sequential(cnn(), nn.Softmax(dim=1)), "must end with the nn.Linear"),
     (nn.Sequential(*cnn()[:4], nn.MaxPool2d(2), nn.ReLU(), nn.Flatten(), nn.Linear(64 * 7 * 7, 10)), None),
 ])
-def test_cnn_structure(folder, model, words):
+def test_cnn_structure(hand_in_folder, model, words):
     course.hand_in_model("test-ex3-structure", "model", model, torch.rand(4, 3, 28, 28))
-    passed, reason = verdict(folder, "test-ex3-structure")
+    passed, reason = verdict(hand_in_folder, "test-ex3-structure")
     assert passed if words is None else (not passed and words in reason), reason
 
 
-def test_cnn_reading_the_graph(folder):
+def test_cnn_reading_the_graph(hand_in_folder):
     course.hand_in_model("test-ex3-structure", "model", cnn(padding=0), torch.rand(4, 3, 28, 28))
-    got = decide.Handed(folder, "test-ex3-structure")
+    got = decide.Handed(hand_in_folder, "test-ex3-structure")
     convs = got.calls("model", "conv2d")
     assert [c["weight"] for c in convs] == [[64, 3, 3, 3], [64, 64, 3, 3]]
     assert "padding" not in convs[0]  # left at its default, 0
@@ -216,30 +209,30 @@ def colored_classifier():
     return model.eval()
 
 
-def test_mlp_fresh_seed(folder):
+def test_mlp_fresh_seed(hand_in_folder):
     example = next(train.batches(negative("test"), 8, device="cpu"))[0]
     course.hand_in_model("test-ex2-accuracy", "seed2024", negative_mlp(), example)
-    passed, reason = verdict(folder, "test-ex2-accuracy")
+    passed, reason = verdict(hand_in_folder, "test-ex2-accuracy")
     assert passed, reason
 
 
-def test_mlp_fresh_seed_below_threshold(folder):
+def test_mlp_fresh_seed_below_threshold(hand_in_folder):
     """The published network (ReLU on the scores, raw inverted inputs): untrained here, far below the bar."""
     train.seed_everything(2024)
     example = next(train.batches(negative("test"), 8, device="cpu"))[0]
     course.hand_in_model("test-ex2-accuracy", "seed2024", mlp(standardize=False, output_relu=True), example)
-    passed, reason = verdict(folder, "test-ex2-accuracy")
+    passed, reason = verdict(hand_in_folder, "test-ex2-accuracy")
     assert not passed and "on seed 2024 the fixed network reached only" in reason, reason
 
 
-def test_cnn_fresh_seed(folder):
+def test_cnn_fresh_seed(hand_in_folder):
     example = next(train.batches(colored("test"), 8, device="cpu"))[0]
     course.hand_in_model("test-ex3-accuracy", "seed2024", colored_classifier(), example)
-    passed, reason = verdict(folder, "test-ex3-accuracy")
+    passed, reason = verdict(hand_in_folder, "test-ex3-accuracy")
     assert passed, reason
 
 
-def test_cnn_fresh_seed_must_predict_every_class(folder):
+def test_cnn_fresh_seed_must_predict_every_class(hand_in_folder):
     classifier, never_nine = colored_classifier(), torch.zeros(10)
     never_nine[9] = -1e4
 
@@ -248,13 +241,13 @@ def test_cnn_fresh_seed_must_predict_every_class(folder):
 
     example = next(train.batches(colored("test"), 8, device="cpu"))[0]
     course.hand_in_model("test-ex3-accuracy", "seed2024", model, example)
-    passed, reason = verdict(folder, "test-ex3-accuracy")
+    passed, reason = verdict(hand_in_folder, "test-ex3-accuracy")
     assert not passed and "should predict every class" in reason and "[9]" in reason, reason
 
 
-def test_cnn_fresh_seed_below_threshold(folder):
+def test_cnn_fresh_seed_below_threshold(hand_in_folder):
     train.seed_everything(2024)
     example = next(train.batches(colored("test"), 8, device="cpu"))[0]
     course.hand_in_model("test-ex3-accuracy", "seed2024", cnn(conv_relu=False, score_relu=True), example)
-    passed, reason = verdict(folder, "test-ex3-accuracy")
+    passed, reason = verdict(hand_in_folder, "test-ex3-accuracy")
     assert not passed and "on seed 2024 the fixed CNN reached only" in reason, reason

@@ -18,21 +18,14 @@ from grader.decide import softmax
 from mnistlab import course, data, train
 
 
-@pytest.fixture
-def folder(tmp_path, monkeypatch):
-    monkeypatch.setenv(course.HAND_IN, str(tmp_path))
-    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
-    return tmp_path
-
-
-def verdict(folder, cell):
-    result = decide.decide(folder, cell, softmax.CELLS[cell])
+def verdict(hand_in_folder, cell):
+    result = decide.decide(hand_in_folder, cell, softmax.CELLS[cell])
     return result["passed"], result["reason"] or ""
 
 
-def test_nothing_handed_in_fails_every_cell(folder):
+def test_nothing_handed_in_fails_every_cell(hand_in_folder):
     for cell in softmax.CELLS:
-        passed, reason = verdict(folder, cell)
+        passed, reason = verdict(hand_in_folder, cell)
         assert not passed and "nothing was handed in" in reason
 
 
@@ -42,11 +35,11 @@ def regression(outputs=10, extra=()):
 
 @pytest.mark.parametrize("extra, words", [(lambda n: (), None), (lambda n: (nn.Softmax(dim=1),), "no softmax layer"),
                                           (lambda n: (nn.ReLU(), nn.Linear(n, n)), "exactly one nn.Linear")])
-def test_model(folder, extra, words):
+def test_model(hand_in_folder, extra, words):
     example = torch.rand(8, 1, 28, 28)
     course.hand_in_model("test-ex1-model", "digits", regression(10, extra(10)), example)
     course.hand_in_model("test-ex1-model", "letters", regression(26, extra(26)), example)
-    passed, reason = verdict(folder, "test-ex1-model")
+    passed, reason = verdict(hand_in_folder, "test-ex1-model")
     assert passed if words is None else (not passed and words in reason), reason
 
 
@@ -90,18 +83,18 @@ def hand_in_loop(**mistake):
 
 @pytest.mark.parametrize("mistake, words", [({}, None), ({"zero_grad": False}, "zero_grad"),
                                             ({"weighted": False}, "weight each batch by len(y)")])
-def test_loop(folder, mistake, words):
+def test_loop(hand_in_folder, mistake, words):
     train.seed_everything(0)
     hand_in_loop(**mistake)
-    passed, reason = verdict(folder, "test-ex2-loop")
+    passed, reason = verdict(hand_in_folder, "test-ex2-loop")
     assert passed if words is None else (not passed and words in reason), reason
 
 
-def test_loop_that_skips_images(folder):
+def test_loop_that_skips_images(hand_in_folder):
     train.seed_everything(0)
     hand_in_loop()
     course.hand_in("test-ex2-loop", fed=[32, 32, 32])  # the last, smaller batch dropped
-    passed, reason = verdict(folder, "test-ex2-loop")
+    passed, reason = verdict(hand_in_folder, "test-ex2-loop")
     assert not passed and "fed 96 images" in reason
 
 
@@ -128,11 +121,11 @@ def hand_in_cross_entropy(log_softmax):
     course.hand_in("test-ex3-ce", gradient=x.grad)
 
 
-def test_cross_entropy(folder):
+def test_cross_entropy(hand_in_folder):
     hand_in_cross_entropy(lambda x: F.log_softmax(x, dim=1))
-    assert verdict(folder, "test-ex3-ce") == (True, "")
+    assert verdict(hand_in_folder, "test-ex3-ce") == (True, "")
     hand_in_cross_entropy(naive_log_softmax)
-    passed, reason = verdict(folder, "test-ex3-ce")
+    passed, reason = verdict(hand_in_folder, "test-ex3-ce")
     assert not passed and "finite" in reason, reason
 
 
@@ -152,15 +145,15 @@ def hand_in_fix(fix):
                    given_images=tiny.images, given_labels=tiny.labels, given_classes=list(tiny.classes))
 
 
-def test_fix(folder):
+def test_fix(hand_in_folder):
     hand_in_fix(data.fix_emnist)
-    assert verdict(folder, "test-ex4-fix") == (True, "")
+    assert verdict(hand_in_folder, "test-ex4-fix") == (True, "")
 
     def not_transposed(ds):
         fixed = data.fix_emnist(ds)
         return data.Dataset(ds.images, fixed.labels, fixed.classes, fixed.source)
     hand_in_fix(not_transposed)
-    passed, reason = verdict(folder, "test-ex4-fix")
+    passed, reason = verdict(hand_in_folder, "test-ex4-fix")
     assert not passed and "not upright" in reason, reason
 
 
@@ -170,12 +163,12 @@ def per_class_accuracy(labels, predicted, num_classes, empty=float("nan")):
 
 
 @pytest.mark.parametrize("empty, words", [(float("nan"), None), (0.0, "must be NaN")])
-def test_per_class(folder, empty, words):
+def test_per_class(hand_in_folder, empty, words):
     function = lambda *args: per_class_accuracy(*args, empty=empty)  # noqa: E731
     labels, predicted = torch.randint(0, 26, (300,)), torch.randint(0, 26, (300,))
     course.hand_in("test-ex5-per-class", visible=function(torch.tensor([0, 0, 1, 1, 1, 2]), torch.tensor([0, 1, 1, 1, 0, 2]), 3),
                    empty=function(torch.tensor([2, 2, 0]), torch.tensor([2, 0, 1]), 4),
                    one=function(torch.tensor([7]), torch.tensor([7]), 10),
                    letters_labels=labels, letters_predicted=predicted, letters=function(labels, predicted, 26))
-    passed, reason = verdict(folder, "test-ex5-per-class")
+    passed, reason = verdict(hand_in_folder, "test-ex5-per-class")
     assert passed if words is None else (not passed and words in reason), reason

@@ -21,18 +21,15 @@ FIGURES = ["test_acc", "test_loss", "train_acc", "train_loss"]
 
 
 @pytest.fixture
-def verdict(tmp_path, monkeypatch):
+def verdict(hand_in_folder):
     """verdict(cell, values, models): hand `values` and `models` in for `cell` (as the grader's run of the notebook
     would), then decide it."""
-    monkeypatch.setenv(course.HAND_IN, str(tmp_path))
-    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
-
     def run(cell, values=None, models=None):
         if values:
             course.hand_in(cell, **values)
         for name, model in (models or {}).items():
             course.hand_in_model(cell, name, model, EXAMPLE)
-        return decide(str(tmp_path), cell, CELLS[cell])
+        return decide(str(hand_in_folder), cell, CELLS[cell])
 
     return run
 
