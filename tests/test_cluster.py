@@ -24,6 +24,7 @@ import psutil
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "grader"))
+import gradebooks  # noqa: E402
 import toycourse  # noqa: E402
 
 from grader import autograde  # noqa: E402
@@ -42,13 +43,7 @@ def free_port():
 
 
 def grades(course):
-    """{student: {grade cell: score}} from the course's gradebook."""
-    from nbgrader.api import Gradebook
-
-    cd, _ = autograde.course_directory(course)
-    with Gradebook(cd.db_url, cd.course_id) as gb:
-        return {s.student.id: {g.name: g.score for nb in s.notebooks for g in nb.grades}
-                for s in gb.find_assignment(A).submissions}
+    return gradebooks.scores(course, A)
 
 
 def ours(marker):

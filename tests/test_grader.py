@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "grader"))
+import gradebooks  # noqa: E402
 import toycourse  # noqa: E402
 from hosts import host_address  # noqa: E402
 
@@ -36,13 +37,7 @@ EXPECTED = {"correct": 4.0, "blank": 0.0, "wrong": 2.0, "crash": 0.0, "loop": 2.
 
 
 def scores(course, db=None):
-    """{student: {grade cell: score}} from the course's gradebook, with nbgrader's API."""
-    from nbgrader.api import Gradebook
-
-    cd, _ = autograde.course_directory(course, db)
-    with Gradebook(cd.db_url, cd.course_id) as gb:
-        return {s.student.id: {g.name: g.score for nb in s.notebooks for g in nb.grades}
-                for s in gb.find_assignment(A).submissions}
+    return gradebooks.scores(course, A, db)
 
 
 

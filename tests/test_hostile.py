@@ -39,6 +39,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent / "hostile"))
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "grader"))
 import submissions  # noqa: E402
+import gradebooks  # noqa: E402
 import tinycourse  # noqa: E402
 from hosts import host_address  # noqa: E402
 from tinycourse import ASSIGNMENT as A, AUTO_MAX, HIDDEN_MARKERS, MAX_SCORE  # noqa: E402
@@ -56,13 +57,7 @@ CHECK = "test-mnist-accuracy"  # the grade cell of the accuracy check "mnist-lin
 
 
 def gradebook_scores(course):
-    """{student: {grade cell: score}} from the course's gradebook."""
-    from nbgrader.api import Gradebook
-
-    cd, _ = autograde.course_directory(course)
-    with Gradebook(cd.db_url, cd.course_id) as gb:
-        return {s.student.id: {g.name: g.score for nb in s.notebooks for g in nb.grades}
-                for s in gb.find_assignment(A).submissions}
+    return gradebooks.scores(course, A)
 
 
 def folder_bytes(folder):

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "grader"))
+import gradebooks  # noqa: E402
 import toycourse  # noqa: E402
 
 from grader.cluster import start_client  # noqa: E402
@@ -30,13 +31,7 @@ def client():
 
 
 def grades(root, db=None):
-    """{student: {grade cell: score}} from the gradebook (the course's, or `db`)."""
-    from nbgrader.api import Gradebook
-
-    cd, _ = course.course_directory(root, db)
-    with Gradebook(cd.db_url, cd.course_id) as gb:
-        return {s.student.id: {g.name: g.score for nb in s.notebooks for g in nb.grades}
-                for s in gb.find_assignment(A).submissions}
+    return gradebooks.scores(root, A, db)
 
 
 def run(root, client, db=None, **options):
