@@ -12,9 +12,11 @@ import contextlib
 import logging
 import os
 import random
+import re
 import sys
 import time
 import warnings
+from pathlib import Path
 
 from grader import GraderError
 
@@ -71,15 +73,36 @@ def alembic_head():
 
     nbgrader's own get_alembic_version runs the `alembic heads` command for every gradebook it creates: a new
     Python process, 1-2 s each, and autograde creates two (the template, and the course's gradebook on a first
-    run). The revision is the head of nbgrader's migration scripts, which alembic's ScriptDirectory reads
-    here in milliseconds; once per process."""
+    run). The revision is the head of nbgrader's migration scripts: the one revision no other script names as
+    its `down_revision`, read from the scripts' text here in milliseconds (importing alembic to ask it takes
+    half a second). Scripts laid out otherwise (several heads, branches): alembic's ScriptDirectory decides."""
     global _alembic_head
     if _alembic_head is None:
         import nbgrader.api
-        from alembic.script import ScriptDirectory
 
-        _alembic_head = ScriptDirectory(os.path.join(os.path.dirname(nbgrader.api.__file__), "alembic")).get_current_head()
+        scripts = os.path.join(os.path.dirname(nbgrader.api.__file__), "alembic")
+        _alembic_head = head_in_text(Path(scripts, "versions").glob("*.py"))
+        if _alembic_head is None:
+            from alembic.script import ScriptDirectory
+
+            _alembic_head = ScriptDirectory(scripts).get_current_head()
     return _alembic_head
+
+
+def head_in_text(scripts):
+    """The head revision of alembic migration scripts, from their `revision = '...'` and `down_revision = '...'`
+    lines; None unless that is one revision and each script names one revision and at most one down_revision."""
+    revisions, parents = set(), set()
+    for script in scripts:
+        text = script.read_text()
+        found = re.findall(r"^revision\s*=\s*['\"](\w+)['\"]\s*$", text, re.M)
+        down = re.findall(r"^down_revision\s*=\s*(?:None|['\"](\w+)['\"])\s*$", text, re.M)
+        if len(found) != 1 or len(down) != 1:
+            return None
+        revisions.add(found[0])
+        parents.update(d for d in down if d)
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 and parents <= revisions else None
 
 
 _alembic_head = None
