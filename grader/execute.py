@@ -29,6 +29,7 @@ from grader.course import MAX_GRADED_NOTEBOOK, files_under
 from grader.results import CheckResult, SubmissionResult
 
 SCRATCH_ROOT = Path(tempfile.gettempdir(), "mnistlab-grader")  # every scratch course lives here (the jail hides the others)
+SHUTDOWN_WAIT = 2.0  # seconds a kernel gets to exit once nbgrader is done with it (jupyter_client's default: 5)
 
 
 @dataclass
@@ -208,6 +209,10 @@ def run_nbgrader(job, files, scratch):
     # nbgrader fails the whole notebook when the kernel's last output messages take over 4 s to arrive
     # (a busy machine): wait longer for them, and never count the wait as the student's failure.
     argv += ["--Execute.iopub_timeout=60", "--Execute.raise_on_iopub_timeout=False"]
+    # Every cell has run when nbgrader shuts a kernel down. One that hangs after its shutdown request (ipykernel, about
+    # 1 kernel in 30 here, with plain nbgrader too) is ended after SHUTDOWN_WAIT / 2 seconds instead of 2.5 + 1: the
+    # jail still hands its folders back (grader/jail.py: wait_for). A kernel exits within 0.1-0.3 s of the request.
+    argv.append(f"--KernelManager.shutdown_wait_time={SHUTDOWN_WAIT}")
     run = {"scratch": scratch, "argv": argv, "db_url": db_url, "course_id": job["course_id"], "kind": "autograde",
            "assignment": job["assignment"], "student": job["student"], "isolate_network": job["isolate_network"],
            "hide": job.get("hide", []), "data_dir": job.get("data_dir"), "tmp": str(SCRATCH_ROOT.parent)}

@@ -14,18 +14,22 @@ grader.autograde.autograde_many on a two-worker Dask cluster:
 The course's hide list is emptied for this batch (autograde.hidden_paths): what the kernel cannot
 see, it cannot see because the allowlist root does not hold it, not because something covers it.
 
-A last test starts the jail directly as a grader that is not root would (in a user namespace that
-maps only its own uid) and checks that the kernel is jailed there too, under that uid.
+Two tests start the jail directly: as a grader that is not root would (in a user namespace that maps only
+its own uid), checking that the kernel is jailed there too, under that uid; and with a kernel that never exits,
+ended as jupyter_client ends a kernel hung after its shutdown request (SIGTERM), checking that the kept folders
+are handed back all the same.
 
 The module takes ~30 s on two cores (the batch ~20 s).
 """
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -267,3 +271,46 @@ def test_the_clean_scorer_does_not_use_the_kernels_home(tmp_path, monkeypatch):
         assert Path(found["home"]).parent == Path(scratch, "grader") and Path(found["cache"], "entry").exists()
     finally:
         remove(scratch)
+
+
+HANGS_ON_SHUTDOWN = """
+import os, sys
+from pathlib import Path
+from grader import jail, sandbox
+
+scratch = sys.argv[1]
+for name in ("autograded/s/a", "home/runtime", "hand-in", "grader", "source"):
+    os.makedirs(os.path.join(scratch, name))
+Path(scratch, "home/runtime/kernel.json").write_text("{}")
+print(sandbox.isolate(scratch, keep_capabilities=True), file=sys.stderr)
+os.environ["HOME"] = os.path.join(scratch, "home")
+sandbox.kernel_spec({"scratch": scratch})
+os.chdir(os.path.join(scratch, "autograded/s/a"))
+# A kernel that hands a file in, then never exits (as an ipykernel hung after its shutdown request).
+kernel = f"import time; open({scratch + '/hand-in/model'!r}, 'w').write('weights'); time.sleep(600)"
+os.execv = lambda exe, args: os.execve(exe, [exe, "-c", kernel], os.environ)
+jail.main([os.path.join(scratch, "grader", "jail.json"), "-f", os.path.join(scratch, "home/runtime/kernel.json")])
+"""
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="the kernel gets a uid of its own only when the grader is root")
+def test_a_kernel_ended_with_sigterm_is_killed_and_its_folders_handed_back(tmp_path):
+    """jupyter_client ends a kernel that does not exit after its shutdown request with SIGTERM to the process it
+    started: the jail's first process. It kills the kernel and hands the kept folders back to the grader (they
+    were the kernel's uid's): a SIGTERM that killed it outright left them to a uid the clean scorer is not."""
+    scratch = tmp_path / "scratch"
+    jailed = subprocess.Popen([sys.executable, "-c", HANGS_ON_SHUTDOWN, str(scratch)], cwd=REPO,
+                              stderr=subprocess.PIPE, text=True)
+    handed_in = scratch / "hand-in" / "model"
+    for _ in range(600):
+        if handed_in.exists() or jailed.poll() is not None:
+            break
+        time.sleep(0.05)
+    assert handed_in.exists(), jailed.communicate(timeout=30)[1]
+    assert handed_in.stat().st_uid == jail.KERNEL_UIDS + jailed.pid  # the kernel's own uid
+    start = time.monotonic()
+    jailed.send_signal(signal.SIGTERM)
+    jailed.wait(timeout=30)
+    assert time.monotonic() - start < 5
+    assert (handed_in.stat().st_uid, (scratch / "hand-in").stat().st_uid) == (0, 0)
+    assert not [p for p in os.listdir("/proc") if p.isdigit() and str(handed_in) in open(f"/proc/{p}/cmdline").read()]
