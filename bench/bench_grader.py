@@ -4,7 +4,8 @@ The same N submissions (default 20) of a class are graded three ways, each in it
 
   1. plain nbgrader: `nbgrader autograde ASSIGNMENT`, one process, one student after another;
   2. `python -m grader autograde ASSIGNMENT --workers 2`: a local Dask cluster, each submission sandboxed;
-  3. the same on a stand-in cluster: `dask scheduler` and two `dask worker` processes on 127.0.0.1.
+  3. the same on a stand-in cluster: `dask scheduler` and two `dask worker` processes on 127.0.0.1, started with
+     the environment the README gives for a cluster (grader/cluster.py: quiet_cluster_environment).
 
 Classes (--classes, default both):
   toy  the toy assignment of tests/fixtures/grader, whose notebook burns --work seconds of CPU (standing in for a
@@ -39,6 +40,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "fixtures" / "grader")]
 from grader.build import tool_env  # noqa: E402 (first: grader/__init__.py speeds up the imports below)
+from grader.cluster import quiet_cluster_environment  # noqa: E402
 
 import toycourse  # noqa: E402
 
@@ -139,6 +141,7 @@ def bench(label, base, course_id, assignment, n, workers, env, scratch):
     print(f"grader autograde, local cluster, {workers} workers:               {local:7.1f} s  -> {plain / local:.2f}x")
 
     port = socket.create_server(("127.0.0.1", 0)).getsockname()[1]
+    env = dict(env, **quiet_cluster_environment())  # as the README tells an instructor to start them
     scheduler = subprocess.Popen([python, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port",
                                   str(port), "--dashboard-address", ":0"], env=env, stderr=subprocess.DEVNULL)
     started = [subprocess.Popen([python, "-m", "distributed.cli.dask_worker", f"tcp://127.0.0.1:{port}", "--nthreads", "1",

@@ -1,7 +1,8 @@
 """The Dask cluster a grading run uses (grader/autograde.py): started while the coordinator prepares, and
 watched for workers that leave it mid-run.
 
-  start_client  the cluster at a scheduler's address, or a local one of single-threaded worker processes
+  start_client  the cluster at a scheduler's address, or a local one of single-threaded worker processes, with
+                Dask's housekeeping made quiet (QUIET_CLUSTER; quiet_cluster_environment for other clusters)
   Starting      start_client and every worker's warm-up (its sandbox zygote), in a thread of its own
   WorkersLost   which workers left mid-run, which submissions they were grading (re-run elsewhere), and
                 the scratch folders they left (swept)
@@ -21,6 +22,12 @@ QUIET_CLUSTER = {
     "distributed.admin.system-monitor.interval": "5s",  # CPU, memory and network readings (500 ms)
     "distributed.scheduler.work-stealing": False,  # rebalancing every 100 ms: tasks queue on the scheduler anyway
 }
+
+
+def quiet_cluster_environment():
+    """QUIET_CLUSTER as the environment variables Dask reads, for the scheduler and workers of a cluster started
+    by other means (`dask scheduler`, `dask worker`, dask-jobqueue's job script): DASK_DISTRIBUTED__WORKER__..."""
+    return {"DASK_" + key.upper().replace(".", "__").replace("-", "_"): str(value) for key, value in QUIET_CLUSTER.items()}
 
 
 def start_client(scheduler=None, workers=None):

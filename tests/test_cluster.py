@@ -215,3 +215,16 @@ def test_a_local_clusters_workers_run_without_dasks_housekeeping():
     assert list(seen.values()) == [QUIET_CLUSTER]
     assert scheduler, "the scheduler still runs work stealing"
     assert dask.config.get("distributed.worker.profile.enabled") is True  # this process's own configuration is kept
+
+
+def test_the_quiet_configuration_as_environment_variables_reaches_dask():
+    """What the README tells an instructor to set for `dask scheduler` / `dask worker` processes started by other
+    means (dask-jobqueue, Kubernetes): Dask reads it back as QUIET_CLUSTER."""
+    import json
+
+    from grader.cluster import QUIET_CLUSTER, quiet_cluster_environment
+
+    read = subprocess.run([sys.executable, "-c", "import dask, json, sys; "
+                           f"print(json.dumps({{k: dask.config.get(k) for k in {list(QUIET_CLUSTER)!r}}}))"],
+                          env=dict(os.environ, **quiet_cluster_environment()), capture_output=True, text=True, check=True)
+    assert json.loads(read.stdout) == QUIET_CLUSTER
