@@ -11,7 +11,6 @@ STAGES lists them; each takes the Grading (what is known so far) and adds to it.
 SubmissionResult (grader/results.py), which the coordinator records (grader/course.py: record).
 """
 
-import contextlib
 import json
 import os
 import shutil
@@ -29,7 +28,7 @@ from grader.course import MAX_GRADED_NOTEBOOK, files_under
 from grader.results import CheckResult, SubmissionResult
 
 SCRATCH_ROOT = Path(tempfile.gettempdir(), "mnistlab-grader")  # every scratch course lives here (the jail hides the others)
-SHUTDOWN_WAIT = 2.0  # seconds a kernel gets to exit once nbgrader is done with it (jupyter_client's default: 5)
+SHUTDOWN_WAIT = 1.0  # seconds a kernel gets to exit once nbgrader is done with it (jupyter_client's default: 5)
 
 
 @dataclass
@@ -230,16 +229,16 @@ def run_nbgrader(job, files, scratch):
             "peak": peak}
 
 
-def warm_up(clean=False):
-    """Start this worker's zygote (it imports nbgrader, seconds) before the first submission arrives, and sweep the
+def warm_up(clean=False, zygotes=1):
+    """Start this worker's zygote (it imports nbgrader, a second) before the first submission arrives, and sweep the
     scratch folders killed workers left on this machine. clean: also the zygote of the clean scoring children
-    (it imports PyTorch), for a course whose clean checks apply."""
+    (it imports PyTorch), for a course whose clean checks apply. zygotes: how many of each this process keeps, one
+    per worker that grades in it (the workers of a local run are threads of one process)."""
     sweep_stale_scratch()
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(sandbox.zygote())
-        if clean:
-            stack.enter_context(sandbox.zygote(rescore.CLEAN_PRELOAD))
-        return os.getpid()
+    sandbox.keep_warm(zygotes)
+    if clean:
+        sandbox.keep_warm(zygotes, rescore.CLEAN_PRELOAD)
+    return os.getpid()
 
 
 MAX_TEXT, MAX_DATA = 20_000, 1_000_000  # characters of one text output; bytes of one image or other data

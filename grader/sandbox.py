@@ -382,6 +382,15 @@ def kill(processes):
 _idle, _lock = [], threading.Lock()
 
 
+def keep_warm(count, preload=()):
+    """At least `count` idle zygotes that preloaded `preload` in this process, the missing ones started now: one for
+    each Dask worker that grades in this process (a local run's workers are threads of the coordinator)."""
+    preload = tuple(preload)
+    with _lock:
+        _idle[:] = [z for z in _idle if z.alive()]
+        _idle.extend(Zygote(preload) for _ in range(count - sum(z.preload == preload for z in _idle)))
+
+
 @contextlib.contextmanager
 def zygote(preload=()):
     """A zygote for one job: an idle one of this process that preloaded the same modules (e.g. started by a

@@ -198,23 +198,49 @@ def test_die_with_parent_when_the_parent_is_already_gone(tmp_path):
         assert run.stdout.strip() == expected, (parent, run.stdout, run.stderr)
 
 
-def test_a_local_clusters_workers_run_without_dasks_housekeeping():
-    """A local cluster's worker processes start with grader/cluster.py's QUIET_CLUSTER configuration (no task
-    profiler sampling every 10 ms, no 20 ms ticks): at Dask's defaults each took 4-6% of a core from the kernels."""
+def test_a_local_cluster_is_threads_of_this_process_without_dasks_housekeeping():
+    """A local cluster's workers are threads of the coordinating process (no worker process to start and stop),
+    created with grader/cluster.py's QUIET_CLUSTER configuration: no task profiler sampling every 10 ms, ticks
+    every second instead of every 20 ms, no work stealing (at Dask's defaults each worker took 4-6% of a core)."""
     import dask
 
-    from grader.cluster import QUIET_CLUSTER, start_client
+    from grader.cluster import start_client, workers_per_process
 
-    client, cluster = start_client(None, 1)
+    client, cluster = start_client(None, 2)
     try:
-        seen = client.run(lambda: {key: dask.config.get(key) for key in QUIET_CLUSTER})
-        scheduler = client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.extensions.get("stealing") is None)
+        seen = client.run(lambda dask_worker: (os.getpid(), "profile" in dask_worker.periodic_callbacks,
+                                               dask_worker.periodic_callbacks["tick"].callback_time,
+                                               dask_worker.periodic_callbacks["monitor"].callback_time))
+        stealing = client.run_on_scheduler(lambda dask_scheduler: "stealing" in dask_scheduler.extensions)
+        shared = workers_per_process(client)
     finally:
         client.close()
         cluster.close()
-    assert list(seen.values()) == [QUIET_CLUSTER]
-    assert scheduler, "the scheduler still runs work stealing"
+    assert list(seen.values()) == [(os.getpid(), False, 1000, 5000)] * 2
+    assert not stealing and shared == 2
     assert dask.config.get("distributed.worker.profile.enabled") is True  # this process's own configuration is kept
+
+
+def test_warm_up_keeps_one_zygote_per_worker_of_the_process():
+    """warm_up runs once per worker: two workers in one process get two zygotes, and a second warm-up (another
+    run with the same client) starts no more."""
+    from grader import sandbox
+    from grader.execute import warm_up
+
+    def plain():
+        return [z for z in sandbox._idle if z.alive() and not z.preload]
+
+    before = plain()
+    try:
+        warm_up(zygotes=2)
+        warm_up(zygotes=2)
+        assert len(plain()) == max(2, len(before))
+    finally:
+        for helper in plain():
+            if helper not in before:
+                sandbox._idle.remove(helper)
+                helper.process.kill()
+                helper.process.wait()
 
 
 def test_the_quiet_configuration_as_environment_variables_reaches_dask():
