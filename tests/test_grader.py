@@ -3,7 +3,7 @@
 One small class (correct, blank, wrong, crash, endless loop, memory bomb, and a notebook that tries
 to escape its sandbox) is graded once in parallel on a two-worker Dask LocalCluster; the tests
 check it against plain sequential `nbgrader autograde`, against the expected scores and reasons,
-and then re-run it: unchanged, changed, with a worker killed mid-run, and from the command line on
+and then re-run it: unchanged, changed, with a worker process killed mid-run, and from the command line on
 a stand-in cluster (scheduler and workers as separate processes) with the coordinator killed.
 Timings are measured in bench/bench_grader.py, not here.
 """
@@ -140,12 +140,27 @@ def test_rerun_skips_unchanged_and_regrades_changed(graded, client):
     assert forced["blank"].score == 0.0 and forced["blank"].hash == results["blank"].hash
 
 
-def test_killed_worker_gives_the_same_grades(tmp_path, client):
+@pytest.fixture
+def process_client():
+    """A local cluster of two worker processes (the grader's own local cluster has threads: a process to kill is
+    what a cluster elsewhere has), restarted by their nannies when killed."""
+    from dask.distributed import Client, LocalCluster
+
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, memory_limit=0,
+                           silence_logs=40)
+    with Client(cluster) as c:
+        yield c
+    cluster.close()
+
+
+def test_killed_worker_gives_the_same_grades(tmp_path, process_client):
     # Each submission burns 3 s of CPU, so that the kill below lands while it is being graded.
+    client = process_client
     course = toycourse.make_course(tmp_path / "course", work_seconds=3.0, cell_timeout=60)
     for variant in ("correct", "wrong"):
         toycourse.submit(course, variant, variant)
     pids = client.run(os.getpid)
+    assert os.getpid() not in pids.values()
     outcome = {}
     worker = threading.Thread(target=lambda: outcome.update(autograde.autograde(A, course, client=client, progress=False)))
     worker.start()
