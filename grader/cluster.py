@@ -1,8 +1,9 @@
 """The Dask cluster a grading run uses (grader/autograde.py): started while the coordinator prepares, and
 watched for workers that leave it mid-run.
 
-  start_client  the cluster at a scheduler's address, or a local one of single-threaded worker processes, with
-                Dask's housekeeping made quiet (QUIET_CLUSTER; quiet_cluster_environment for other clusters)
+  start_client  the cluster at a scheduler's address, or a local one whose workers are threads of this process
+                (each grades one submission at a time), with Dask's housekeeping made quiet (QUIET_CLUSTER;
+                quiet_cluster_environment for the processes of a cluster started by other means)
   Starting      start_client and every worker's warm-up (its sandbox zygote), in a thread of its own
   WorkersLost   which workers left mid-run, which submissions they were grading (re-run elsewhere), and
                 the scratch folders they left (swept)
@@ -13,9 +14,9 @@ import os
 from grader.execute import STARTED, sweep_stale_scratch, warm_up
 
 
-# A local cluster's housekeeping, made quiet: its processes share the cores with the students' kernels, and at
-# Dask's defaults they take 4-6% of a core each, all the time (measured while grading: the worker 0.06 CPU
-# seconds a second, the coordinator 0.03). Nothing here reads what these produce: no dashboard, no memory limit.
+# Dask's housekeeping, made quiet: it shares the cores with the students' kernels, and at Dask's defaults it took
+# 4-6% of a core per process, all the time (measured while grading, with worker processes: each worker 0.06 CPU
+# seconds a second, the coordinator 0.03). Nothing here reads what it produces: no dashboard, no memory limit.
 QUIET_CLUSTER = {
     "distributed.worker.profile.enabled": False,  # a sample of the running task's stack every 10 ms (dashboard)
     "distributed.admin.tick.interval": "1s",  # how often each event loop checks itself for stalls (20 ms)
