@@ -43,8 +43,8 @@ from pathlib import Path
 from grader import DEFAULT_MEMORY, DEFAULT_TIMEOUT, GraderError  # noqa: F401 (the defaults: callers use autograde.DEFAULT_*)
 from grader.course import (RECORD, course_directory, data_dir, files_under, fingerprint, hidden_paths,  # noqa: F401
                            read_record, record, submitted_students, template_gradebook)  # (RECORD, read_record: re-exported)
-from grader.cluster import Starting, WorkersLost, workers_per_process
-from grader.execute import failed, grade_submission, warm_up
+from grader.cluster import Starting, WorkersLost, warm_workers
+from grader.execute import failed, grade_submission
 
 
 # --- the coordinator --------------------------------------------------------------------------
@@ -223,7 +223,7 @@ def autograde_many(assignments, course=".", db=None, scheduler=None, workers=Non
         raise
     own_client, cluster = starting.result() if starting else (client, None)
     if client:
-        own_client.run(warm_up, clean=any(checked.values()), zygotes=workers_per_process(own_client))
+        warm_workers(own_client, clean=any(checked.values()))
     failures = []
 
     def task(job):  # what a worker needs to grade `job`

@@ -56,6 +56,11 @@ def workers_per_process(client):
     return max(pids.count(pid) for pid in pids) if pids else 1
 
 
+def warm_workers(client, clean=False):
+    """warm_up on every worker of `client`'s cluster: one zygote for each worker of each process."""
+    client.run(warm_up, clean=clean, zygotes=workers_per_process(client))
+
+
 class Starting:
     """start_client, then warm_up on every worker, in a thread of its own: the coordinator prepares meanwhile."""
 
@@ -70,7 +75,7 @@ class Starting:
     def start(scheduler, workers, clean):
         own_client, cluster = start_client(scheduler, workers)
         try:
-            own_client.run(warm_up, clean=clean, zygotes=workers_per_process(own_client))
+            warm_workers(own_client, clean)
         except BaseException:
             own_client.close()
             if cluster:

@@ -1,7 +1,7 @@
 """Run one `nbgrader autograde` in a sandbox: its own process, no network, a read-only file system, limits.
 
 Starting Python and importing nbgrader takes seconds, more than many notebooks need to run. So each
-grading process (a Dask worker) keeps a small *zygote*: a helper process that imported nbgrader once
+Dask worker (a thread of the coordinator on one machine) keeps a small *zygote*: a helper process that imported nbgrader once
 (`python -m grader.sandbox`, with what nbgrader would import or build in every child: warm_imports) and
 then forks one fresh child per job. The clean scoring children come from a second zygote that also imported
 PyTorch (`python -m grader.sandbox MODULE...`: preload); the autograde children never carry PyTorch's
